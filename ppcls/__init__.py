@@ -1,0 +1,3 @@
+"""ppcls: a PaddleClas-layout model zoo and training toolkit for DLA, RLA-Net, ReXNet and
+Residual Attention Networks."""
+__version__ = "0.1.0"
