@@ -1,5 +1,6 @@
 """The ppcls logger: PaddleClas's line prefix ``[%Y/%m/%d %H:%M:%S] ppcls INFO: ``, stdout plus an
-optional file. Ranks other than those in ``log_ranks`` log warnings and errors only."""
+optional file. Every rank logs to its own stdout (log/workerlog.N under paddle.distributed.launch);
+only rank 0 writes the log file."""
 import logging
 import os
 import sys
@@ -14,9 +15,9 @@ if not logger.handlers:
     logger.setLevel(logging.INFO)
 
 
-def init_logger(log_file=None, log_ranks=(0,)):
+def init_logger(log_file=None):
     rank = int(os.environ.get("PADDLE_TRAINER_ID", 0))
-    logger.setLevel(logging.INFO if rank in log_ranks else logging.WARNING)
+    logger.setLevel(logging.INFO)
     for h in list(logger.handlers):
         if isinstance(h, logging.FileHandler):
             logger.removeHandler(h)

@@ -1,0 +1,3 @@
+from .engine import Engine, NonFiniteLossError
+
+__all__ = ["Engine", "NonFiniteLossError"]

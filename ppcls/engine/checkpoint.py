@@ -1,0 +1,60 @@
+"""Training checkpoints: ``<prefix>.pdparams`` (weights), ``.pdopt`` (optimizer + LR schedule),
+``.ema.pdparams`` (EMA weights, when on) and ``.pdstates`` (epoch, best metric, RNG state, ...).
+
+Each file is written atomically (temp file, fsync, rename) and ``.pdstates`` is written last with the
+size and CRC of its companions, so a checkpoint whose save was interrupted is detected on load
+instead of silently mixing two saves.
+"""
+import os
+import zlib
+
+from ..utils.errors import ConfigError
+from ..utils.save_load import atomic_save, load_state_file
+
+SUFFIXES = (".pdparams", ".pdopt", ".ema.pdparams")
+
+
+def _digest(path):
+    crc = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 22)
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+    return os.path.getsize(path), crc
+
+
+def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
+    files = {}
+    parts = [(".pdparams", model_state), (".pdopt", opt_state)]
+    if ema_state is not None:
+        parts.append((".ema.pdparams", ema_state))
+    for suffix, obj in parts:
+        atomic_save(obj, prefix + suffix)
+        files[suffix] = _digest(prefix + suffix)
+    states = dict(states, files=files)
+    atomic_save(states, prefix + ".pdstates")
+
+
+def load_checkpoint(prefix):
+    """Returns ``(model_state, opt_state, states, ema_state_or_None)``; one-line errors for missing,
+    truncated or inconsistent files."""
+    for suffix in (".pdparams", ".pdopt", ".pdstates"):
+        if not os.path.isfile(prefix + suffix):
+            raise ConfigError(f"Global.checkpoints: {prefix + suffix} not found "
+                              "(give the prefix without suffix, e.g. output/DLA60/latest)")
+    states = load_state_file(prefix + ".pdstates", "checkpoint states")
+    if not isinstance(states, dict) or "epoch" not in states:
+        raise ConfigError(f"{prefix}.pdstates: not a checkpoint states file")
+    for suffix, expected in (states.get("files") or {}).items():
+        path = prefix + suffix
+        if not os.path.isfile(path) or _digest(path) != tuple(expected):
+            raise ConfigError(f"{path} does not belong to {prefix}.pdstates (a save was interrupted?); "
+                              "resume from another checkpoint (e.g. epoch_N)")
+    model_state = load_state_file(prefix + ".pdparams", "checkpoint weights")
+    opt_state = load_state_file(prefix + ".pdopt", "checkpoint optimizer state")
+    ema_state = None
+    if os.path.isfile(prefix + ".ema.pdparams"):
+        ema_state = load_state_file(prefix + ".ema.pdparams", "checkpoint EMA weights")
+    return model_state, opt_state, states, ema_state

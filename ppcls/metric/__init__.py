@@ -1,0 +1,48 @@
+"""Metrics (accumulated on the device; all-reduced across workers by the engine)."""
+import importlib
+
+from .registry import METRICS, register_metric
+from . import topk  # noqa: F401
+
+for _mod in ("seg_metrics",):
+    try:
+        importlib.import_module(f"{__name__}.{_mod}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{_mod}":
+            raise
+
+
+class CombinedMetrics:
+    def __init__(self, config_list, where="Metric"):
+        self.metrics = []
+        for i, item in enumerate(config_list or []):
+            name, kwargs = next(iter(item.items()))
+            self.metrics.append(METRICS.get(name, where=f"{where}[{i}]")(**(kwargs or {})))
+
+    def __bool__(self):
+        return bool(self.metrics)
+
+    def reset(self):
+        for m in self.metrics:
+            m.reset()
+
+    def update(self, output, label):
+        for m in self.metrics:
+            m.update(output, label)
+
+    def all_reduce(self):
+        import paddle.distributed as dist
+        if dist.get_world_size() <= 1:
+            return
+        for m in self.metrics:
+            tensors = m.state_tensors()
+            for t in tensors:
+                dist.all_reduce(t)
+            if hasattr(m, "set_state_tensors"):
+                m.set_state_tensors(tensors)
+
+    def compute(self):
+        out = {}
+        for m in self.metrics:
+            out.update(m.compute())
+        return out
