@@ -1,8 +1,6 @@
 """Data loading: ``build_dataloader`` turns a ``DataLoader.Train`` / ``DataLoader.Eval`` section into a
 ``paddle.io.DataLoader`` with worker processes and a distributed batch sampler."""
 import copy
-import multiprocessing
-import random
 
 import numpy as np
 import paddle
@@ -53,19 +51,22 @@ class ResumableBatchSampler(BatchSampler):
         return len(self.inner)
 
 
-class _WorkerSeeder:
-    """Seeds ``random`` and numpy in each loader worker from (base seed, rank, epoch, worker id), so
-    augmentations differ between workers and epochs yet repeat for the same seed."""
+class InProcessLoader:
+    """The loader for ``num_workers: 0``: loads each batch when asked, in this thread. (Paddle's
+    single-process DataLoader prefetches in a background thread, where a dataset error leaves the
+    training loop waiting forever.)"""
 
-    def __init__(self, base_seed, rank):
-        self.base_seed = base_seed
-        self.rank = rank
-        self.epoch = multiprocessing.Value("i", 0)
+    def __init__(self, dataset, batch_sampler):
+        self.dataset = dataset
+        self.batch_sampler = batch_sampler
 
-    def __call__(self, worker_id):
-        seed = (self.base_seed * 1000003 + self.rank * 10007 + self.epoch.value * 101 + worker_id) % (2 ** 32)
-        random.seed(seed)
-        np.random.seed(seed)
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for indices in self.batch_sampler:
+            samples = [self.dataset[i] for i in indices]
+            yield [paddle.to_tensor(np.stack([s[k] for s in samples])) for k in range(len(samples[0]))]
 
 
 def build_dataset(section, where, class_num=None, skip_bad_images=True, max_bad_images=1000):
@@ -86,8 +87,9 @@ def build_dataset(section, where, class_num=None, skip_bad_images=True, max_bad_
 
 def build_dataloader(section, mode, class_num=None, seed=None, rank=0, world_size=1,
                      skip_bad_images=True, max_bad_images=1000):
-    """Returns ``(loader, dataset, batch_ops, seeder)``. ``batch_ops`` (mixup/cutmix) run on the device
-    in the training loop; ``seeder.epoch.value`` should be set before each epoch."""
+    """Returns ``(loader, dataset, batch_ops)``. ``batch_ops`` (mixup/cutmix) run on the device in the
+    training loop; call ``dataset.set_epoch(epoch)`` before each epoch (augmentations are seeded per
+    sample from Global.seed, the epoch and the index)."""
     where = f"DataLoader.{mode}"
     if not section:
         raise ConfigError(f"{where}: missing")
@@ -112,21 +114,16 @@ def build_dataloader(section, mode, class_num=None, seed=None, rank=0, world_siz
         sampler = ShardedEvalBatchSampler(dataset, batch_size, world_size, rank)
     loader_cfg = dict(section.get("loader") or {})
     num_workers = int(loader_cfg.get("num_workers", 0))
-    if seed is None:
-        seed = int.from_bytes(np.random.bytes(4), "little")
-    seeder = _WorkerSeeder(seed, rank)
-    kwargs = dict(batch_sampler=sampler, num_workers=num_workers, return_list=True,
-                  use_shared_memory=bool(loader_cfg.get("use_shared_memory", True)) and num_workers > 0,
-                  worker_init_fn=seeder if num_workers > 0 else None,
-                  # without workers, a prefetch thread would interleave its random draws with the
-                  # training loop's (mixup) and break repeatability
-                  use_buffer_reader=num_workers > 0)
+    if hasattr(dataset, "set_seed"):
+        dataset.set_seed(seed)
     if num_workers > 0:
-        kwargs["persistent_workers"] = bool(loader_cfg.get("persistent_workers", False))
-        if "prefetch_factor" in loader_cfg:
-            kwargs["prefetch_factor"] = int(loader_cfg["prefetch_factor"])
-    loader = DataLoader(dataset, **kwargs)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, return_list=True,
+                            use_shared_memory=bool(loader_cfg.get("use_shared_memory", True)),
+                            persistent_workers=bool(loader_cfg.get("persistent_workers", False)),
+                            prefetch_factor=int(loader_cfg.get("prefetch_factor", 2)))
+    else:
+        loader = InProcessLoader(dataset, sampler)
     batch_ops = None
     if mode == "Train":
         batch_ops = build_batch_ops((section.get("dataset") or {}).get("batch_transform_ops"), class_num)
-    return loader, dataset, batch_ops, seeder
+    return loader, dataset, batch_ops

@@ -58,3 +58,44 @@ def load_checkpoint(prefix):
     if os.path.isfile(prefix + ".ema.pdparams"):
         ema_state = load_state_file(prefix + ".ema.pdparams", "checkpoint EMA weights")
     return model_state, opt_state, states, ema_state
+
+
+_SEP = "@"
+
+
+def portable_optimizer_state(opt_state, model):
+    """Optimizer accumulators are keyed by Paddle's generated parameter names (``conv2d_20.w_0``),
+    which depend on how many layers the process built before. Key them by the structured parameter
+    names (``layer1.0.conv1.weight``) instead, so a checkpoint loads into any fresh model."""
+    names = sorted(((p.name, n) for n, p in model.named_parameters()), key=lambda t: -len(t[0]))
+
+    def rename(key):
+        for pname, sname in names:
+            if key.startswith(pname + "_"):
+                return sname + _SEP + key[len(pname):]
+        return key
+    out = {}
+    for k, v in opt_state.items():
+        if k == "master_weights" and isinstance(v, dict):
+            by_name = dict(names)
+            out[k] = {by_name.get(pk, pk): pv for pk, pv in v.items()}
+        elif k == "LR_Scheduler":
+            out[k] = v
+        else:
+            out[rename(k)] = v
+    return out
+
+
+def restore_optimizer_state(state, model):
+    """Inverse of ``portable_optimizer_state`` for the model at hand."""
+    by_struct = {n: p.name for n, p in model.named_parameters()}
+    out = {}
+    for k, v in state.items():
+        if k == "master_weights" and isinstance(v, dict):
+            out[k] = {by_struct.get(pk, pk): pv for pk, pv in v.items()}
+        elif _SEP in k and k.split(_SEP, 1)[0] in by_struct:
+            sname, rest = k.split(_SEP, 1)
+            out[by_struct[sname] + rest] = v
+        else:
+            out[k] = v
+    return out

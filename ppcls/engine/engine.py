@@ -19,7 +19,7 @@ from ..utils.config import dump_config
 from ..utils.errors import ConfigError
 from ..utils.logger import init_logger, logger
 from ..utils.save_load import load_pretrained, load_state_file
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, portable_optimizer_state, restore_optimizer_state, save_checkpoint
 from .ema import ModelEMA
 
 
@@ -107,10 +107,10 @@ class Engine:
         max_bad = g.get("max_bad_images", 1000)
         self.train_loader = self.eval_loader = None
         if self.mode == "train":
-            self.train_loader, self.train_dataset, self.batch_ops, self.train_seeder = build_dataloader(
+            self.train_loader, self.train_dataset, self.batch_ops = build_dataloader(
                 dl.get("Train"), "Train", self.class_num, self.seed, self.rank, self.world_size, skip, max_bad)
         if dl.get("Eval") and (self.mode == "eval" or g.get("eval_during_train", True)):
-            self.eval_loader, self.eval_dataset, _, self.eval_seeder = build_dataloader(
+            self.eval_loader, self.eval_dataset, _ = build_dataloader(
                 dl.get("Eval"), "Eval", self.class_num, self.seed, self.rank, self.world_size, skip, max_bad)
         if self.mode == "eval" and self.eval_loader is None:
             raise ConfigError("DataLoader.Eval: required for evaluation")
@@ -162,7 +162,7 @@ class Engine:
             model_state, opt_state, states, ema_state = load_checkpoint(g["checkpoints"])
             self._check_fits(model_state, g["checkpoints"] + ".pdparams")
             self.model.set_state_dict(model_state)
-            self.optimizer.set_state_dict(opt_state)
+            self.optimizer.set_state_dict(restore_optimizer_state(opt_state, self.model))
             if ema is not None and ema_state is not None:
                 ema.set_state_dict(ema_state)
             best = float(states.get("metric", 0.0))
@@ -245,7 +245,7 @@ class Engine:
 
     def _save(self, name, states, ema):
         prefix = os.path.join(self.output_dir, name)
-        opt_state = self.optimizer.state_dict()
+        opt_state = portable_optimizer_state(self.optimizer.state_dict(), self.model)
         save_checkpoint(prefix, self.model.state_dict(), opt_state, states,
                         ema.state_dict() if ema is not None else None)
         logger.info(f"Already save model in {prefix}")
@@ -258,7 +258,8 @@ class Engine:
         sampler = self.train_loader.batch_sampler
         sampler.set_epoch(epoch)
         sampler.skip = skip_iters  # resumed mid-epoch: those batches are not even loaded
-        self.train_seeder.epoch.value = epoch
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
         loss_sums, n_seen = {}, 0
         first_bad = paddle.to_tensor(-1, dtype="int64")
         batch_timer, reader_timer = _Timer(), _Timer()

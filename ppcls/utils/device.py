@@ -1,5 +1,7 @@
 """Device selection, CPU threads, seeds and the distributed context."""
+import base64
 import os
+import pickle
 import random
 
 import numpy as np
@@ -58,12 +60,15 @@ def seed_everything(seed):
 
 
 def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    """The random streams as a base64 string (paddle.save takes neither bytes nor the uint32 numpy state)."""
+    return base64.b64encode(pickle.dumps({"python": random.getstate(), "numpy": np.random.get_state(),
+                         "paddle": paddle.get_rng_state()})).decode("ascii")
 
 
-def set_rng_state(state):
-    if not state:
+def set_rng_state(blob):
+    if not blob:
         return
+    state = pickle.loads(base64.b64decode(blob))
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     paddle.set_rng_state(state["paddle"])
