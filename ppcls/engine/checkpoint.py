@@ -3,7 +3,9 @@
 
 Each file is written atomically (temp file, fsync, rename) and ``.pdstates`` is written last with the
 size and CRC of its companions, so a checkpoint whose save was interrupted is detected on load
-instead of silently mixing two saves.
+instead of silently mixing two saves. Before a checkpoint is overwritten (``latest``, ``best_model``)
+its complete files are hard-linked to ``<prefix>.bak.*``; loading an interrupted checkpoint falls
+back to that copy, so a crash at any point of a save loses at most that save.
 """
 import os
 import zlib
@@ -25,7 +27,36 @@ def _digest(path):
     return os.path.getsize(path), crc
 
 
+def _consistent(prefix):
+    """True when ``prefix.pdstates`` exists and every companion it lists has the recorded digest."""
+    if not os.path.isfile(prefix + ".pdstates"):
+        return False
+    try:
+        states = load_state_file(prefix + ".pdstates", "checkpoint states")
+    except ConfigError:
+        return False
+    for suffix, expected in (states.get("files") or {}).items() if isinstance(states, dict) else ():
+        if not os.path.isfile(prefix + suffix) or _digest(prefix + suffix) != tuple(expected):
+            return False
+    return isinstance(states, dict) and "epoch" in states
+
+
+def _backup(prefix):
+    """Hard-link the complete checkpoint at ``prefix`` to ``prefix.bak`` (file by file, atomically)."""
+    if not _consistent(prefix):
+        return
+    for suffix in SUFFIXES + (".pdstates",):
+        src = prefix + suffix
+        if os.path.isfile(src):
+            tmp = f"{prefix}.bak{suffix}.tmp"
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            os.link(src, tmp)
+            os.replace(tmp, f"{prefix}.bak{suffix}")
+
+
 def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
+    _backup(prefix)
     files = {}
     parts = [(".pdparams", model_state), (".pdopt", opt_state)]
     if ema_state is not None:
@@ -39,7 +70,12 @@ def save_checkpoint(prefix, model_state, opt_state, states, ema_state=None):
 
 def load_checkpoint(prefix):
     """Returns ``(model_state, opt_state, states, ema_state_or_None)``; one-line errors for missing,
-    truncated or inconsistent files."""
+    truncated or inconsistent files. An interrupted save falls back to the copy made before it."""
+    if not _consistent(prefix) and _consistent(prefix + ".bak"):
+        from ..utils.logger import logger
+        logger.warning(f"{prefix} was not saved completely (interrupted?); resuming from {prefix}.bak, "
+                       "the checkpoint before it")
+        prefix = prefix + ".bak"
     for suffix in (".pdparams", ".pdopt", ".pdstates"):
         if not os.path.isfile(prefix + suffix):
             raise ConfigError(f"Global.checkpoints: {prefix + suffix} not found "
@@ -53,6 +89,7 @@ def load_checkpoint(prefix):
             raise ConfigError(f"{path} does not belong to {prefix}.pdstates (a save was interrupted?); "
                               "resume from another checkpoint (e.g. epoch_N)")
     model_state = load_state_file(prefix + ".pdparams", "checkpoint weights")
+    states["loaded_from"] = prefix
     opt_state = load_state_file(prefix + ".pdopt", "checkpoint optimizer state")
     ema_state = None
     if os.path.isfile(prefix + ".ema.pdparams"):

@@ -28,6 +28,13 @@ def run_guarded(fn):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as e:
+        # under paddle.distributed.launch, say which rank failed and why before the traceback, so
+        # the failing worker is obvious in log/workerlog.N and the launcher's error detail
+        rank = os.environ.get("PADDLE_TRAINER_ID")
+        if rank is not None and int(os.environ.get("PADDLE_TRAINERS_NUM", 1)) > 1:
+            print(f"rank {rank} failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        raise
 
 
 def main(mode, argv=None):

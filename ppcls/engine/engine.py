@@ -171,7 +171,7 @@ class Engine:
             resume_iter = int(states.get("iter", 0))
             start_epoch = int(states["epoch"]) + (0 if resume_iter else 1)
             rng = states.get("rng")
-            logger.info(f"Finish load checkpoints from {g['checkpoints']} (resuming at epoch {start_epoch}"
+            logger.info(f"Finish load checkpoints from {states['loaded_from']} (resuming at epoch {start_epoch}"
                         + (f", iteration {resume_iter}" if resume_iter else "") + f", best metric {best})")
         model = self.model
         if g.get("to_static"):
