@@ -263,10 +263,13 @@ class Engine:
         loss_sums, n_seen = {}, 0
         first_bad = paddle.to_tensor(-1, dtype="int64")
         batch_timer, reader_timer = _Timer(), _Timer()
+        # whole-epoch reader/batch time after the first iterations (worker start-up), for benchmarks
+        self.epoch_timing = {"reader": 0.0, "batch": 0.0, "iters": 0}
         tic = time.time()
         sched_name = self._sched_name(self.lr_sched)
         for it, (images, labels) in enumerate(self.train_loader, start=skip_iters):
-            reader_timer.add(time.time() - tic)
+            reader_time = time.time() - tic
+            reader_timer.add(reader_time)
             bs = images.shape[0]
             if self.batch_ops is not None:
                 images, targets = self.batch_ops(images, labels, epoch)
@@ -303,7 +306,12 @@ class Engine:
             if self.train_metrics:
                 with paddle.no_grad():
                     self.train_metrics.update(out, labels)
-            batch_timer.add(time.time() - tic)
+            batch_time = time.time() - tic
+            batch_timer.add(batch_time)
+            if it - skip_iters >= 2:
+                self.epoch_timing["reader"] += reader_time
+                self.epoch_timing["batch"] += batch_time
+                self.epoch_timing["iters"] += 1
             last = it == iters - 1
             if it % print_step == 0 or last:
                 self._check_finite(first_bad, epoch)
