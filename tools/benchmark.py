@@ -48,7 +48,7 @@ def main():
                              "reader_share": None if res is None else round(res["reader_share"], 4),
                              "note": note})
         if a.json:
-            print(json.dumps(rows, indent=1))
+            print(json.dumps(rows))
             return
         print(f"{'model':<16}{'mode':<22}{'batch':>6}{'threads':>8}{'img/s':>10}{'step s':>9}"
               f"{'reader %':>9}{'peak MB':>9}  note")

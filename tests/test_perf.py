@@ -1,0 +1,72 @@
+"""Performance features: thread count, to_static training per family, AMP on CPU, the benchmark tool,
+and the input pipeline keeping up with training."""
+import json
+import os
+import re
+
+import pytest
+
+from engine_utils import ROOT, run_tool, tiny_config
+from ppcls.arch import list_models
+from ppcls.engine import Engine
+from ppcls.utils.config import get_config
+
+# one representative per family (each is tested where its family is registered)
+FAMILY_MAIN = ["ResNet18", "DLA34", "RLA_ResNet50", "ReXNet_1_0", "AttentionNet56", "AttentionNet56_CIFAR"]
+
+
+def test_engine_sets_cpu_threads(tmp_path, monkeypatch):
+    import paddle
+    calls = []
+    monkeypatch.setattr(paddle.base.core, "set_num_threads", lambda n: calls.append(n))
+    path, _ = tiny_config(tmp_path)
+    from ppcls.utils.device import available_cores
+    Engine(get_config(path), "eval")
+    Engine(get_config(path, ["Global.cpu_threads=1"]), "eval")
+    assert calls == [available_cores(), 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", FAMILY_MAIN)
+def test_to_static_training(tmp_path, arch):
+    if arch not in list_models():
+        pytest.skip(f"{arch} not registered")
+    size = 32 if arch.endswith("CIFAR") or arch == "ResNet18" else 64
+    path, _ = tiny_config(tmp_path, arch=arch, epochs=1, per_class=4, size=size, batch_size=4,
+                          extra={"Global": {"to_static": True, "eval_during_train": False}})
+    eng = Engine(get_config(path), "train")
+    eng.train()
+    assert eng.epoch_timing["iters"] >= 1
+
+
+def test_amp_config_trains_in_fp32_on_cpu(tmp_path):
+    path, _ = tiny_config(tmp_path, epochs=1, per_class=4, batch_size=4,
+                          extra={"AMP": {"use_amp": True, "level": "O2"}, "Global": {"eval_during_train": False}})
+    eng = Engine(get_config(path), "train")
+    assert eng.use_amp is False  # Paddle's autocast does nothing on CPU: we say so and train in fp32
+    eng.train()
+
+
+def test_benchmark_tool_table(tmp_path):
+    r = run_tool("benchmark.py", "-a", "ResNet18", "--batch-size", "2", "--image-size", "32",
+                 "--mode", "train,amp_o1,infer,predictor", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    by_mode = {row["mode"]: row for row in rows}
+    assert by_mode["train"]["images_per_s"] > 0 and by_mode["predictor"]["images_per_s"] > 0
+    assert by_mode["amp_o1"]["images_per_s"] is None and "GPU" in by_mode["amp_o1"]["note"]
+
+
+@pytest.mark.slow
+def test_pipeline_keeps_up_with_dla60_training(tmp_path):
+    """The DLA60 training config's pipeline with 2 workers delivers >= 3x the images/s of a DLA60
+    training step, and the reader is < 5% of the step in an engine run."""
+    if "DLA60" not in list_models():
+        pytest.skip("DLA60 not registered")
+    from ppcls.utils.benchmark import bench_data, bench_train, bench_train_pipeline
+    cfg = os.path.join(ROOT, "configs", "DLA", "DLA60.yaml")
+    data, _ = bench_data(cfg, batch=16, workers=2, n_images=48, epochs=2)
+    train, _ = bench_train("DLA60", 16, 224, warmup=1, windows=1, iters=1)
+    assert data["images_per_s"] >= 3 * train["images_per_s"], (data, train)
+    pipe, _ = bench_train_pipeline(cfg, "DLA60", 8, 2, image_count=48)
+    assert pipe["reader_share"] < 0.05, pipe
