@@ -79,8 +79,9 @@ class Rules:
 
     framework:  'torch' or 'gluon' (decides the generic renames).
     rename:     key -> new key (after the generic renames), or None to keep it.
-    drop:       key -> bool, keys in the original that the port leaves out on purpose (e.g. layers
-                whose output never reaches the logits). Dropped keys are reported, not errors.
+    drop:       key -> bool, or (key, target_keys) -> bool: keys in the original that the port leaves
+                out on purpose (e.g. layers whose output never reaches the logits). Dropped keys are
+                reported, not errors. The two-argument form sees the model's parameter names.
     transform:  (paddle_key, array, target_shape) -> array, for layout changes beyond the generic ones.
     Several source keys may map to one parameter (a layer shared across stages); they must be equal.
     """
@@ -127,12 +128,18 @@ def convert_state_dict(model, src, rules):
     linear_weights = {f"{name}.weight" if name else "weight"
                       for name, layer in model.named_sublayers(include_self=True)
                       if isinstance(layer, nn.Linear)}
+    import inspect
+    drop = rules.drop
+    if drop is not None and len(inspect.signature(drop).parameters) == 2:
+        target_keys = set(target)
+        drop = (lambda fn: lambda k: fn(k, target_keys))(rules.drop)
     produced, sources = {}, {}
     dropped, unexpected, mismatched, conflicting = [], [], [], []
+    mismatched_targets = set()
     for key, arr in src.items():
         if key.endswith("num_batches_tracked"):
             continue
-        if rules.drop is not None and rules.drop(key):
+        if drop is not None and drop(key):
             dropped.append(key)
             continue
         new = _generic_rename(key, rules.framework)
@@ -150,6 +157,7 @@ def convert_state_dict(model, src, rules):
             arr = rules.transform(new, arr, shape)
         if list(arr.shape) != shape:
             mismatched.append(f"{key} {list(np.shape(src[key]))} -> {new} {shape}")
+            mismatched_targets.add(new)
             continue
         arr = arr.astype(np.float32) if arr.dtype != np.float32 and arr.dtype.kind == "f" else arr
         if new in produced:
@@ -158,7 +166,7 @@ def convert_state_dict(model, src, rules):
             continue
         produced[new] = arr
         sources[new] = key
-    missing = [k for k in target if k not in produced]
+    missing = [k for k in target if k not in produced and k not in mismatched_targets]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)}: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
