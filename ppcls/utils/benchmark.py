@@ -89,8 +89,8 @@ def bench_infer(name, batch, image_size, class_num=1000, warmup=2, windows=3, it
     return {"images_per_s": rate, "step_s": t}, None
 
 
-def export_for_bench(name, image_size, class_num, out_dir):
-    model = _build(name, class_num, image_size)
+def export_for_bench(name, image_size, class_num, out_dir, model=None):
+    model = model if model is not None else _build(name, class_num, image_size)
     model.eval()
 
     class Finest(paddle.nn.Layer):
@@ -114,6 +114,8 @@ def make_predictor(model_dir, threads, mkldnn=True):
     cfg.disable_gpu()
     if mkldnn:
         cfg.enable_mkldnn()
+    else:
+        cfg.disable_mkldnn()
     cfg.set_cpu_math_library_num_threads(threads)
     cfg.switch_ir_optim(True)
     cfg.disable_glog_info()

@@ -3,8 +3,8 @@ first (strides 1, 2, 4, 8, 16, 32). Input sides must be multiples of 32.
 
 The encoder keeps the fork's module names (``conv0`` ... ``conv5`` holding ``features`` entries under
 their original indices), so its checkpoints and a ReXNet-1.0 classifier's weights map directly.
-Up-sampling is a fixed x2 bilinear (align_corners False), which the skip sizes match exactly and
-which Paddle Inference runs with oneDNN.
+Up-sampling is a fixed x2 bilinear (align_corners False), which the skip sizes match exactly; it is
+written as matrix products (``resize.py``) so that Paddle Inference runs the export with oneDNN.
 """
 import paddle
 import paddle.nn as nn
@@ -13,6 +13,7 @@ import paddle.nn.functional as F
 from ...utils.errors import ConfigError
 from ..registry import register_model
 from .base import Backbone
+from .resize import bilinear_resize
 from .rexnet import LinearBottleneck, ReXNet
 
 # encoder level -> indices of ReXNet-1.0 ``features`` it holds (the global pool, 22, is left out)
@@ -24,8 +25,10 @@ HEAD_CHANNELS = (16, 27, 50, 72, 140)  # output_conv1..5
 
 @register_model
 class ReXUNet(Backbone):
-    def __init__(self, encoder_pretrained=None, return_stages=None, frozen_stages=-1, norm_eval=False):
+    def __init__(self, class_num=1, encoder_pretrained=None, return_stages=None, frozen_stages=-1, norm_eval=False):
         super().__init__(return_stages, frozen_stages, norm_eval)
+        if class_num != 1:
+            raise ConfigError(f"Arch.class_num={class_num}: ReXUNet predicts one mask channel; set Arch.class_num: 1")
         features = list(ReXNet(1.0, class_num=0).features.children())
         for name, idx in ENCODER_SLICES.items():
             setattr(self, name, nn.Sequential(*[(str(i), features[i]) for i in idx]))
@@ -81,6 +84,9 @@ class ReXUNet(Backbone):
         bottleneck = self.conv5(x5)
 
         def up(t):
+            h, w = t.shape[2], t.shape[3]
+            if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+                return bilinear_resize(t, [2 * h, 2 * w], align_corners=False)
             return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)
         d1 = self.decode_conv1(bottleneck) + x5
         out5 = F.sigmoid(self.output_conv5(d1))
