@@ -30,7 +30,7 @@ def count_macs(model, input_shape=(1, 3, 224, 224), per_image=True):
 
     def hook(layer, inputs, output):
         outs = output if isinstance(output, (list, tuple)) else [output]
-        if isinstance(layer, (nn.Conv2D, nn.Conv2DTranspose)):
+        if isinstance(layer, (nn.Conv1D, nn.Conv2D, nn.Conv2DTranspose)):
             if isinstance(layer, nn.Conv2DTranspose):
                 x = inputs[0]
                 w = layer.weight.shape  # [in_c, out_c / groups, kh, kw]
@@ -41,7 +41,7 @@ def count_macs(model, input_shape=(1, 3, 224, 224), per_image=True):
             total[0] += _linear_macs(layer, outs[0])
 
     for layer in model.sublayers(include_self=True):
-        if isinstance(layer, (nn.Conv2D, nn.Conv2DTranspose, nn.Linear)):
+        if isinstance(layer, (nn.Conv1D, nn.Conv2D, nn.Conv2DTranspose, nn.Linear)):
             hooks.append(layer.register_forward_post_hook(hook))
     was_training = model.training
     model.eval()
