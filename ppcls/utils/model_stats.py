@@ -54,3 +54,71 @@ def count_macs(model, input_shape=(1, 3, 224, 224), per_image=True):
         if was_training:
             model.train()
     return total[0] // input_shape[0] if per_image else total[0]
+
+
+def count_paper_flops(model, input_shape=(1, 3, 224, 224)):
+    """FLOPs by the rule of the RLA-Net paper's table (its profiler): per convolution, output elements x
+    (in_channels / groups x kernel area, +1 with a bias); per BatchNorm, 2 x input elements; per linear
+    layer, in_features x output elements; per fixed-window average pool, 1 per output element; per
+    adaptive average pool, (input area / output area + 1) per output element; activations, max pools,
+    additions and concatenations 0. Per image."""
+    total = [0]
+    hooks = []
+
+    def numel(t):
+        return int(np.prod(t.shape[1:]))
+
+    def hook(layer, inputs, output):
+        x = inputs[0]
+        out = output[0] if isinstance(output, (list, tuple)) else output
+        if isinstance(layer, (nn.Conv1D, nn.Conv2D)):
+            per = int(np.prod(layer.weight.shape[1:])) + (1 if layer.bias is not None else 0)
+            total[0] += numel(out) * per
+        elif isinstance(layer, nn.layer.norm._BatchNormBase):
+            total[0] += 2 * numel(x)
+        elif isinstance(layer, nn.Linear):
+            total[0] += int(layer.weight.shape[0]) * numel(out)
+        elif isinstance(layer, nn.AdaptiveAvgPool2D):
+            kernel = int(np.prod(x.shape[2:])) // int(np.prod(out.shape[2:]))
+            total[0] += (kernel + 1) * numel(out)
+        elif isinstance(layer, (nn.AvgPool2D, nn.AvgPool1D)):
+            total[0] += numel(out)
+
+    kinds = (nn.Conv1D, nn.Conv2D, nn.layer.norm._BatchNormBase, nn.Linear, nn.AdaptiveAvgPool2D, nn.AvgPool2D,
+             nn.AvgPool1D)
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, kinds):
+            hooks.append(layer.register_forward_post_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with paddle.no_grad():
+            model(paddle.zeros([1] + list(input_shape[1:]), dtype="float32"))
+    finally:
+        for h in hooks:
+            h.remove()
+        if was_training:
+            model.train()
+    return total[0]
+
+
+def paper_units(params, flops):
+    """The RLA paper's printing: params / 2^20 'M'; FLOPs / 2^30 'G' (two decimals) or / 2^20 'M' (one)."""
+    p = f"{params / 2 ** 20:.2f}M"
+    f = f"{flops / 2 ** 30:.2f}G" if flops >= 2 ** 30 else f"{flops / 2 ** 20:.1f}M"
+    return p, f
+
+
+def model_summary(name, input_size=224, class_num=None):
+    """Everything tools/paras_flops.py prints, as a dict."""
+    from ..arch import build_model
+    cfg = {"name": name}
+    if class_num is not None:
+        cfg["class_num"] = class_num
+    model = build_model(cfg)
+    shape = (1, 3, input_size, input_size)
+    params = count_params(model)
+    flops = count_paper_flops(model, shape)
+    pp, pf = paper_units(params, flops)
+    return {"name": name, "input_size": input_size, "params": params, "macs": count_macs(model, shape),
+            "paper_flops": flops, "paper_params": pp, "paper_flops_str": pf}
