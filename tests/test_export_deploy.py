@@ -1,0 +1,163 @@
+"""Export and deploy: for every registered model, dygraph eval == the exported Paddle Inference
+predictor (oneDNN) == onnxruntime; predict_cls.py agrees with tools/eval.py; clear errors."""
+import importlib.util
+import os
+import re
+
+import numpy as np
+import paddle
+import pytest
+
+from engine_utils import ROOT, eval_avg, run_tool, tiny_config
+from ppcls.arch import build_model, list_models
+from ppcls.inference.export import export
+from ppcls.inference.predictor import Predictor
+from ppcls.utils.errors import ConfigError
+
+FAST = {"ResNet18", "DLA46_c", "ReXNet_1_0", "RLA_MobileNetV2", "AttentionNet56_CIFAR", "ReXUNet"}
+
+
+def _convert_module():
+    spec = importlib.util.spec_from_file_location("p2o_convert", os.path.join(ROOT, "deploy", "paddle2onnx", "convert.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def randomize(model, seed=0):
+    """Weights and BN statistics at the scale of a trained net, so outputs are far from trivial."""
+    rng = np.random.RandomState(seed)
+    for name, p in model.state_dict().items():
+        shape = p.shape
+        if name.endswith("_variance"):
+            v = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith("_mean") or name.endswith("bias"):
+            v = 0.1 * rng.randn(*shape)
+        elif len(shape) == 1:
+            v = 1 + 0.1 * rng.randn(*shape)
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 2 else shape[0]
+            v = rng.randn(*shape) * np.sqrt(1.0 / max(1, fan_in))
+        p.set_value(paddle.to_tensor(v.astype("float32")))
+
+
+def input_size(name):
+    return 32 if name.endswith("_CIFAR") else 64
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST else [pytest.mark.slow]) for n in list_models()])
+def test_dygraph_predictor_onnx_equivalence(name, tmp_path):
+    paddle.seed(0)
+    class_num = 1 if name == "ReXUNet" else 10
+    model = build_model({"name": name, "class_num": class_num})
+    randomize(model)
+    model.eval()
+    size = input_size(name)
+    weights = str(tmp_path / "w.pdparams")
+    paddle.save(model.state_dict(), weights)
+    x = np.random.RandomState(0).rand(2, 3, size, size).astype("float32")
+    with paddle.no_grad():
+        ref = model(paddle.to_tensor(x))
+    ref = (ref[0] if isinstance(ref, (list, tuple)) else ref).numpy()
+    out_dir = str(tmp_path / "inference")
+    export({"Global": {"image_shape": [3, size, size], "save_inference_dir": out_dir, "pretrained_model": weights[:-9]},
+            "Arch": {"name": name, "class_num": class_num, "infer_add_softmax": False}})
+    scale = max(1.0, float(np.abs(ref).max()))
+    pred = Predictor({"enable_mkldnn": True, "cpu_num_threads": 2}, out_dir).run(x)
+    assert pred.shape == ref.shape
+    d_pred = float(np.abs(pred - ref).max())
+    assert d_pred <= 1e-4 * scale, (name, d_pred, scale)
+    _convert_module().convert(out_dir)
+    onnx_out = Predictor({"use_onnx": True}, out_dir).run(x)
+    d_onnx = float(np.abs(onnx_out - ref).max())
+    assert d_onnx <= 1e-4 * scale, (name, d_onnx, scale)
+    print(f"EQUIV {name} predictor {d_pred:.3g} onnx {d_onnx:.3g} scale {scale:.3g}")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("deploy")
+    path, data = tiny_config(tmp, epochs=2)
+    r = run_tool("train.py", "-c", path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    prefix = os.path.join(str(tmp), "output", "ResNet18", "best_model")
+    inf = os.path.join(str(tmp), "inf")
+    r = run_tool("export_model.py", "-c", path, "-o", f"Global.pretrained_model={prefix}",
+                 "-o", f"Global.save_inference_dir={inf}")
+    assert r.returncode == 0 and "Export succeeded!" in r.stdout, r.stderr[-2000:]
+    return tmp, path, data, prefix, inf
+
+
+def _top1_from_lines(text, data):
+    labels = {}
+    for line in open(os.path.join(data, "val_list.txt")):
+        rel, lab = line.split()
+        labels[os.path.join(data, rel)] = int(lab)
+    preds = dict((m.group(1), int(m.group(2))) for m in re.finditer(r"^(.*?):\tclass id\(s\): \[(\d+)", text, re.M))
+    assert len(preds) == len(labels), (len(preds), len(labels))
+    return sum(preds[f] == labels[f] for f in labels) / len(labels), preds
+
+
+def test_predictor_top1_equals_eval_and_infer(trained):
+    tmp, path, data, prefix, inf = trained
+    r = run_tool("eval.py", "-c", path, "-o", f"Global.pretrained_model={prefix}")
+    _, eval_top1, _ = eval_avg(r.stdout)
+    cfg = os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")
+    r = run_tool(os.path.join("..", "deploy", "python", "predict_cls.py"), "-c", cfg,
+                 "-o", f"Global.inference_model_dir={inf}", "-o", f"Global.infer_imgs={data}/val",
+                 "-o", "Global.batch_size=4", "-o", "Global.benchmark=True")
+    assert r.returncode == 0, r.stderr[-2000:]
+    top1, preds = _top1_from_lines(r.stdout, data)
+    assert top1 == pytest.approx(eval_top1, abs=1e-5)
+    assert "timing per image" in r.stdout
+    r = run_tool("infer.py", "-c", path, "-o", f"Global.pretrained_model={prefix}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    top1_infer, preds_infer = _top1_from_lines(r.stdout, data)
+    assert preds_infer == preds
+    # and from deploy/ as the working directory, through ONNX
+    r = run_tool("../deploy/paddle2onnx/convert.py", inf)
+    assert r.returncode == 0 and "max abs diff" in r.stdout, r.stderr[-2000:]
+    r = run_tool(os.path.join("..", "deploy", "python", "predict_cls.py"), "-c", "configs/inference_cls.yaml",
+                 "-o", f"Global.inference_model_dir={inf}", "-o", f"Global.infer_imgs={data}/val",
+                 "-o", "Global.use_onnx=True", cwd=os.path.join(ROOT, "deploy"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _top1_from_lines(r.stdout, data)[1] == preds
+
+
+def test_deploy_errors(trained, tmp_path):
+    tmp, path, data, prefix, inf = trained
+    cfg = os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")
+    predict = os.path.join("..", "deploy", "python", "predict_cls.py")
+    r = run_tool(predict, "-c", cfg, "-o", f"Global.inference_model_dir={tmp_path}/none")
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run_tool(predict, "-c", cfg, "-o", f"Global.inference_model_dir={tmp_path}/empty")
+    assert r.returncode == 2 and "export a model" in r.stderr
+    # an unreadable image is skipped and reported; the others are predicted
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    import shutil
+    shutil.copy(os.path.join(data, "val", "c0_0.jpg"), imgs / "good.jpg")
+    (imgs / "broken.jpg").write_bytes(b"not a jpeg")
+    r = run_tool(predict, "-c", cfg, "-o", f"Global.inference_model_dir={inf}", "-o", f"Global.infer_imgs={imgs}")
+    assert r.returncode == 0 and "good.jpg:\tclass id(s)" in r.stdout
+    assert "skipped unreadable image" in r.stdout and "broken.jpg" in r.stdout and "1 of 2 images" in r.stdout
+    # preprocessing that does not match the exported input
+    with pytest.raises(ConfigError, match=r"model expects \[3, 32, 32\]"):
+        Predictor({}, inf).run(np.zeros((1, 3, 48, 48), np.float32))
+    with pytest.raises(ConfigError, match=r"model expects \[3, 32, 32\]"):
+        Predictor({}, inf).run(np.zeros((1, 1, 32, 32), np.float32))
+    no_onnx = tmp_path / "no_onnx"
+    shutil.copytree(inf, no_onnx, ignore=shutil.ignore_patterns("*.onnx"))
+    r = run_tool(predict, "-c", cfg, "-o", f"Global.inference_model_dir={no_onnx}", "-o", "Global.use_onnx=True",
+                 "-o", f"Global.infer_imgs={imgs}")
+    assert r.returncode == 2 and "convert the model first" in r.stderr
+    r = run_tool("../deploy/paddle2onnx/convert.py", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "no exported model" in r.stderr
+
+
+def test_export_dense_model_returns_finest(tmp_path):
+    out = export({"Global": {"image_shape": [3, 64, 64], "save_inference_dir": str(tmp_path)},
+                  "Arch": {"name": "ReXUNet", "class_num": 1}})
+    y = Predictor({}, out).run(np.random.rand(1, 3, 64, 64).astype("float32"))
+    assert y.shape == (1, 1, 64, 64) and 0 <= y.min() and y.max() <= 1
