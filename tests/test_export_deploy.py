@@ -66,11 +66,24 @@ def test_dygraph_predictor_onnx_equivalence(name, tmp_path):
     pred = Predictor({"enable_mkldnn": True, "cpu_num_threads": 2}, out_dir).run(x)
     assert pred.shape == ref.shape
     d_pred = float(np.abs(pred - ref).max())
-    assert d_pred <= 1e-4 * scale, (name, d_pred, scale)
     _convert_module().convert(out_dir)
     onnx_out = Predictor({"use_onnx": True}, out_dir).run(x)
     d_onnx = float(np.abs(onnx_out - ref).max())
-    assert d_onnx <= 1e-4 * scale, (name, d_onnx, scale)
+    tol = 1e-4 * scale
+    if max(d_pred, d_onnx) > tol:
+        # the deepest nets (Attention-236/452) amplify float32 rounding itself by more than 1e-4 (as
+        # the alignment fixtures record); then the bound is ten times the model's own float32 error,
+        # measured against a float64 run of the same weights
+        model64 = build_model({"name": name, "class_num": class_num})
+        model64.set_state_dict(paddle.load(weights))
+        model64.to(dtype="float64")
+        model64.eval()
+        with paddle.no_grad():
+            ref64 = model64(paddle.to_tensor(x.astype("float64")))
+        ref64 = (ref64[0] if isinstance(ref64, (list, tuple)) else ref64).numpy()
+        tol = max(tol, 10 * float(np.abs(ref - ref64).max()))
+    assert d_pred <= tol, (name, d_pred, tol)
+    assert d_onnx <= tol, (name, d_onnx, tol)
     print(f"EQUIV {name} predictor {d_pred:.3g} onnx {d_onnx:.3g} scale {scale:.3g}")
 
 

@@ -60,3 +60,28 @@ def make_synthetic_dataset(root, num_classes=3, per_class=8, size=32, val_per_cl
         _write_split(root, split, items)
         out[split] = items
     return out
+
+
+def make_shapes_dataset(root, n_train=96, n_val=24, size=64, seed=0):
+    """Filled circles (one to three, random radius and colour) on noise, with binary masks; writes
+    ``train_list.txt`` / ``val_list.txt`` of ``image mask`` lines."""
+    rng = np.random.RandomState(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        lines = []
+        for i in range(n):
+            img = rng.randint(0, 256, (size, size, 3)).astype(np.uint8)
+            img = cv2.GaussianBlur(img, (3, 3), 0)
+            mask = np.zeros((size, size), np.uint8)
+            for _ in range(rng.randint(1, 4)):
+                r = rng.randint(size // 7, size // 3)
+                c = (int(rng.randint(r, size - r)), int(rng.randint(r, size - r)))
+                colour = tuple(int(v) for v in rng.randint(0, 256, 3))
+                cv2.circle(img, c, r, colour, -1)
+                cv2.circle(mask, c, r, 255, -1)
+            cv2.imwrite(os.path.join(root, split, f"{i:04d}.png"), img)
+            cv2.imwrite(os.path.join(root, split, f"{i:04d}_mask.png"), mask)
+            lines.append(f"{split}/{i:04d}.png {split}/{i:04d}_mask.png")
+        with open(os.path.join(root, f"{split}_list.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return n_train, n_val
