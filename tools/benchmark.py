@@ -26,6 +26,8 @@ def main():
     p.add_argument("--threads", default="0", help="CPU threads, comma list to compare (0 = all cores)")
     p.add_argument("-c", "--config", default=None, help="training config for the data / pipeline modes")
     p.add_argument("--workers", type=int, default=2, help="loader workers for the data / pipeline modes")
+    p.add_argument("--windows", type=int, default=3, help="timed windows (the median is reported)")
+    p.add_argument("--iters", type=int, default=3, help="steps per timed window")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
@@ -38,7 +40,8 @@ def main():
             threads = t or available_cores()
             plain = [m for m in modes if m != "pipeline"]
             if plain:
-                rows += run_benchmarks(a.arch, a.batch_size, a.image_size, plain, threads, a.config, a.workers)
+                rows += run_benchmarks(a.arch, a.batch_size, a.image_size, plain, threads, a.config, a.workers,
+                                       windows=a.windows, iters=a.iters)
             if "pipeline" in modes:
                 res, note = (None, "needs -c CONFIG") if not a.config else \
                     bench_train_pipeline(a.config, a.arch, a.batch_size, a.workers, threads=threads)

@@ -209,7 +209,7 @@ def bench_data(config_path, batch, workers, n_images=64, epochs=3):
     return {"images_per_s": statistics.median(rates)}, None
 
 
-def run_benchmarks(name, batch, image_size, modes, threads, config=None, workers=2):
+def run_benchmarks(name, batch, image_size, modes, threads, config=None, workers=2, windows=3, iters=3):
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(threads)
     rows = []
@@ -218,16 +218,18 @@ def run_benchmarks(name, batch, image_size, modes, threads, config=None, workers
         note = None
         if mode in ("train", "train_static", "amp_o1", "amp_o2"):
             res, note = bench_train(name, batch, image_size,
-                                    {"train": "dygraph", "train_static": "to_static"}.get(mode, mode))
+                                    {"train": "dygraph", "train_static": "to_static"}.get(mode, mode),
+                                    windows=windows, iters=iters)
         elif mode == "infer":
-            res, note = bench_infer(name, batch, image_size)
+            res, note = bench_infer(name, batch, image_size, windows=windows, iters=iters)
         elif mode in ("predictor", "predictor_no_onednn", "onnx"):
             if export_dir is None:
                 export_dir = export_for_bench(name, image_size, 1000, tempfile.mkdtemp(prefix="ppcls_bench_"))
             if mode == "onnx":
-                res, note = bench_onnx(export_dir, batch, image_size, threads)
+                res, note = bench_onnx(export_dir, batch, image_size, threads, windows=windows, iters=iters)
             else:
-                res, note = bench_predictor(export_dir, batch, image_size, threads, mkldnn=(mode == "predictor"))
+                res, note = bench_predictor(export_dir, batch, image_size, threads, mkldnn=(mode == "predictor"),
+                                           windows=windows, iters=iters)
         elif mode == "data":
             if config is None:
                 res, note = None, "needs --config (a training config whose pipeline to measure)"
