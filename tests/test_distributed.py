@@ -52,3 +52,21 @@ def test_distributed_eval_equals_single_process(dist_run):
     l2, t2, n2 = eval_avg(multi)
     assert n1 == n2 == 13
     assert t1 == pytest.approx(t2, abs=1e-6) and l1 == pytest.approx(l2, rel=1e-4)
+
+
+def test_two_nodes_with_master_and_nnodes(tmp_path):
+    """Multi-node launch (--master/--nnodes/--rank), simulated as two 1-process nodes on loopback."""
+    import random
+    path, _ = tiny_config(tmp_path, epochs=1)
+    port = str(random.randint(20000, 30000))
+    procs = []
+    for rank in (0, 1):
+        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--master", f"127.0.0.1:{port}", "--nnodes", "2",
+               "--rank", str(rank), "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{rank}"),
+               os.path.join(ROOT, "tools", "train.py"), "-c", path]
+        procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=600) for p in procs]
+    assert codes == [0, 0]
+    logs = [open(tmp_path / f"log{r}" / "workerlog.0").read() for r in (0, 1)]
+    assert all("[Train][Epoch 1/1][Iter: 4/5]" in l and "(12 samples)" in l for l in logs)
+    assert "Already save model in" in logs[0] and "Already save model in" not in logs[1]
