@@ -67,6 +67,7 @@ def test_two_nodes_with_master_and_nnodes(tmp_path):
         procs.append(subprocess.Popen(cmd, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     codes = [p.wait(timeout=600) for p in procs]
     assert codes == [0, 0]
-    logs = [open(tmp_path / f"log{r}" / "workerlog.0").read() for r in (0, 1)]
+    import glob
+    logs = [open(sorted(glob.glob(str(tmp_path / f"log{r}" / "workerlog.*")))[0]).read() for r in (0, 1)]
     assert all("[Train][Epoch 1/1][Iter: 4/5]" in l and "(12 samples)" in l for l in logs)
     assert "Already save model in" in logs[0] and "Already save model in" not in logs[1]
