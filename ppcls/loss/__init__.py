@@ -1,18 +1,9 @@
 """Losses. ``build_loss(config_list)`` builds the weighted sum PaddleClas calls CombinedLoss."""
-import importlib
-
 import paddle.nn as nn
 
 from ..utils.errors import ConfigError
 from .registry import LOSSES, register_loss
-from . import celoss  # noqa: F401
-
-for _mod in ("seg_loss",):
-    try:
-        importlib.import_module(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{_mod}":
-            raise
+from . import celoss, seg_loss  # noqa: F401  (register)
 
 
 class CombinedLoss(nn.Layer):

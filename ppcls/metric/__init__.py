@@ -1,15 +1,6 @@
 """Metrics (accumulated on the device; all-reduced across workers by the engine)."""
-import importlib
-
 from .registry import METRICS, register_metric
-from . import topk  # noqa: F401
-
-for _mod in ("seg_metrics",):
-    try:
-        importlib.import_module(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{_mod}":
-            raise
+from . import topk, seg_metrics  # noqa: F401  (register)
 
 
 class CombinedMetrics:

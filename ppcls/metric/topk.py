@@ -11,6 +11,7 @@ class TopkAcc:
         self.reset()
 
     def reset(self):
+        self._sel = None
         self.correct = paddle.zeros([len(self.topk)], dtype="float64")
         self.count = paddle.zeros([1], dtype="float64")
 
@@ -24,8 +25,9 @@ class TopkAcc:
         _, idx = paddle.topk(output, k=k_max, axis=-1)
         hits = (idx == label).astype("float64")
         cum = paddle.cumsum(hits, axis=-1).sum(axis=0)  # hits within the first j+1 predictions
-        sel = paddle.to_tensor([min(k, k_max) - 1 for k in self.topk], dtype="int64")
-        self.correct = self.correct + paddle.gather(cum, sel)
+        if self._sel is None:  # built once: no host-to-device copy per batch
+            self._sel = paddle.to_tensor([min(k, k_max) - 1 for k in self.topk], dtype="int64")
+        self.correct = self.correct + paddle.gather(cum, self._sel)
         self.count = self.count + float(label.shape[0])
 
     def state_tensors(self):
