@@ -102,6 +102,16 @@ class _RLABase(Backbone):
                 raise ConfigError(f"{type(self).__name__}: input {h}x{w} does not fit the original {what}; "
                                   f"use sides that are multiples of 32")
 
+    def forward(self, x):
+        # like Backbone.forward, plus the hidden states of the returned stages with return_hidden
+        stages, head_input = self.forward_features(x)
+        if self._return_stages is not None:
+            feats = [stages[s] for s in self._return_stages]
+            if self.return_hidden:
+                feats += [self._hidden[s] for s in self._return_stages]
+            return feats
+        return self.forward_head(head_input)
+
     def _run_stages(self, x, h):
         stage_x, stage_h = [], []
         for i, blocks in enumerate(self.stages):
@@ -180,15 +190,6 @@ class RLAResNet(_RLABase):
         self._hidden = [h] + stage_h  # the stem has h0 (zeros)
         head = paddle.concat([x, F.relu(self.bn2(h))], axis=1)
         return [stem] + stage_x, head
-
-    def forward(self, x):
-        stages, head_input = self.forward_features(x)
-        if self._return_stages is not None:
-            feats = [stages[s] for s in self._return_stages]
-            if self.return_hidden:
-                feats += [self._hidden[s] for s in self._return_stages]
-            return feats
-        return self.forward_head(head_input)
 
     def forward_head(self, x):
         x = self.avgpool(x).flatten(1)
@@ -314,15 +315,6 @@ class RLAMobileNetV2(_RLABase):
         self._hidden = [stage_h[i] for i in _MBV2_FEATURE_STAGES]
         head = self.conv2(paddle.concat([x, F.relu6(self.bn2(h))], axis=1))
         return [stage_x[i] for i in _MBV2_FEATURE_STAGES], head
-
-    def forward(self, x):
-        stages, head_input = self.forward_features(x)
-        if self._return_stages is not None:
-            feats = [stages[s] for s in self._return_stages]
-            if self.return_hidden:
-                feats += [self._hidden[s] for s in self._return_stages]
-            return feats
-        return self.forward_head(head_input)
 
     def forward_head(self, x):
         # a functional pool, as in the original: the paper's profiler (a layer-hook counter) does not
