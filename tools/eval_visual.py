@@ -1,6 +1,10 @@
-"""Accuracy and loss curves (train and validation) from a training log, as PNG files.
+"""Accuracy and loss curves (training and validation) from a training log, as PNG files:
+acc1_plot.png, acc5_plot.png and loss_plot.png (matplotlib, Agg backend: no display needed).
 
-    python tools/eval_visual.py --log-dir output/DLA60 [--out-dir output/DLA60]"""
+    python tools/eval_visual.py --log-dir output/RLA_ResNet50 [--out-dir plots]
+
+--log-dir takes what tools/best.py takes (a log file, or a folder with train.log / workerlog.N);
+the PNGs go next to the log unless --out-dir is given."""
 import argparse
 import os
 import sys
@@ -12,8 +16,8 @@ from ppcls.engine.cli import run_guarded  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--log-dir", required=True)
-    p.add_argument("--out-dir", default=None, help="where the PNGs go (default: next to the log)")
+    p.add_argument("--log-dir", required=True, help="a log file, or a folder holding train.log / workerlog.N")
+    p.add_argument("--out-dir", default=None, help="where the PNGs go (default: the log's folder)")
     a = p.parse_args()
 
     def go():

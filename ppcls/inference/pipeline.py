@@ -28,13 +28,18 @@ def list_images(path, limit=0):
     return files[:limit] if limit else files
 
 
+def decode_rgb(data):
+    """Encoded image bytes (or a uint8 array of them) -> HWC uint8 RGB, or None when they do not decode."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size == 0:
+        return None
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
 def read_rgb(path):
     """HWC uint8 RGB, or None when the file cannot be decoded."""
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode_rgb(np.fromfile(path, dtype=np.uint8))
 
 
 class Preprocess:

@@ -91,31 +91,49 @@ class Predictor:
         return self.out.copy_to_cpu()
 
 
-def predict_folder(config):
-    """predict_cls.py: returns the list of results (and prints one line per image)."""
-    g = dict(GLOBAL_DEFAULTS)
+def deploy_settings(config):
+    """The deploy config's ``Global`` section with defaults; unknown keys are an error."""
     unknown = [k for k in (config.get("Global") or {}) if k not in GLOBAL_DEFAULTS]
     if unknown:
         from ..utils.errors import nearest
         hint = nearest(unknown[0], GLOBAL_DEFAULTS)
         raise ConfigError(f"Global.{unknown[0]}: unknown key" + (f" (did you mean '{hint}'?)" if hint else ""))
+    g = dict(GLOBAL_DEFAULTS)
     g.update(config.get("Global") or {})
-    predictor = Predictor(g, g["inference_model_dir"])
-    meta = predictor.meta
+    return g
+
+
+def build_pipeline(config, meta):
+    """(preprocess, topk) for an exported model: the transforms recorded in its inference.yml (else the
+    deploy config's PreProcess), and top-k with the label list of the deploy config's class_id_map_file
+    (else the one recorded at export)."""
     ops = (meta.get("PreProcess") or config.get("PreProcess") or {}).get("transform_ops")
     if not ops:
         raise ConfigError("PreProcess.transform_ops: required (or export the model with tools/export_model.py, "
                           "which records them in inference.yml)")
-    preprocess = Preprocess(ops)
     topk_cfg = dict((config.get("PostProcess") or {}).get("Topk") or {})
+    recorded = (meta.get("PostProcess") or {}).get("Topk") or {}
     labels = None
     if topk_cfg.get("class_id_map_file"):
         lm = read_label_list(topk_cfg["class_id_map_file"])
         labels = [lm.get(i, "") for i in range(max(lm) + 1)] if lm else None
-    elif (meta.get("PostProcess") or {}).get("Topk", {}).get("label_list"):
-        labels = meta["PostProcess"]["Topk"]["label_list"]
-    topk = Topk(topk_cfg.get("topk", (meta.get("PostProcess") or {}).get("Topk", {}).get("topk", 5)), labels,
-                apply_softmax=not meta.get("softmax", True))
+    elif recorded.get("label_list"):
+        labels = recorded["label_list"]
+    topk = Topk(topk_cfg.get("topk", recorded.get("topk", 5)), labels, apply_softmax=not meta.get("softmax", True))
+    return Preprocess(ops), topk
+
+
+def load_deploy(config):
+    """(settings, predictor, preprocess, topk) from a deploy config (deploy/configs/inference_cls.yaml)."""
+    g = deploy_settings(config)
+    predictor = Predictor(g, g["inference_model_dir"])
+    preprocess, topk = build_pipeline(config, predictor.meta)
+    return g, predictor, preprocess, topk
+
+
+def predict_folder(config):
+    """predict_cls.py: returns the list of results (and prints one line per image)."""
+    g, predictor, preprocess, topk = load_deploy(config)
     files = list_images(g["infer_imgs"], int(g.get("max_images") or 0))
     skipped = []
 

@@ -61,7 +61,9 @@ def count_paper_flops(model, input_shape=(1, 3, 224, 224)):
     (in_channels / groups x kernel area, +1 with a bias); per BatchNorm, 2 x input elements; per linear
     layer, in_features x output elements; per fixed-window average pool, 1 per output element; per
     adaptive average pool, (input area / output area + 1) per output element; activations, max pools,
-    additions and concatenations 0. Per image."""
+    additions and concatenations 0. Per image. Counted per layer call through forward hooks, as that
+    profiler does: a shared layer counts at every call, a functional op (e.g. F.adaptive_avg_pool2d)
+    not at all."""
     total = [0]
     hooks = []
 
@@ -74,6 +76,10 @@ def count_paper_flops(model, input_shape=(1, 3, 224, 224)):
         if isinstance(layer, (nn.Conv1D, nn.Conv2D)):
             per = int(np.prod(layer.weight.shape[1:])) + (1 if layer.bias is not None else 0)
             total[0] += numel(out) * per
+        elif isinstance(layer, nn.Conv2DTranspose):  # weight [in, out / groups, kh, kw]
+            w = layer.weight.shape
+            per = w[0] // layer._groups * int(np.prod(w[2:])) + (1 if layer.bias is not None else 0)
+            total[0] += numel(out) * per
         elif isinstance(layer, nn.layer.norm._BatchNormBase):
             total[0] += 2 * numel(x)
         elif isinstance(layer, nn.Linear):
@@ -84,8 +90,8 @@ def count_paper_flops(model, input_shape=(1, 3, 224, 224)):
         elif isinstance(layer, (nn.AvgPool2D, nn.AvgPool1D)):
             total[0] += numel(out)
 
-    kinds = (nn.Conv1D, nn.Conv2D, nn.layer.norm._BatchNormBase, nn.Linear, nn.AdaptiveAvgPool2D, nn.AvgPool2D,
-             nn.AvgPool1D)
+    kinds = (nn.Conv1D, nn.Conv2D, nn.Conv2DTranspose, nn.layer.norm._BatchNormBase, nn.Linear,
+             nn.AdaptiveAvgPool2D, nn.AvgPool2D, nn.AvgPool1D)
     for layer in model.sublayers(include_self=True):
         if isinstance(layer, kinds):
             hooks.append(layer.register_forward_post_hook(hook))
@@ -109,10 +115,10 @@ def paper_units(params, flops):
     return p, f
 
 
-def model_summary(name, input_size=224, class_num=None):
-    """Everything tools/paras_flops.py prints, as a dict."""
+def model_summary(name, input_size=224, class_num=None, **arch_kwargs):
+    """Everything tools/paras_flops.py prints, as a dict. ``arch_kwargs`` are model options (Arch.*)."""
     from ..arch import build_model
-    cfg = {"name": name}
+    cfg = dict(arch_kwargs, name=name)
     if class_num is not None:
         cfg["class_num"] = class_num
     model = build_model(cfg)

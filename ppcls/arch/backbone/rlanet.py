@@ -1,16 +1,28 @@
 """RLA-Net (Zhao et al., "Recurrent Layer Aggregation", joyfang1106/RLANet): RLA-ResNet, RLA-ECANet,
-RLA-ResNeXt and RLA-MobileNetV2.
+RLA-ResNeXt (plain, SE, ECA) and RLA-MobileNetV2 (depthwise or full recurrent conv).
 
-The RLA module is written once (``RLAState``): a hidden state h of ``rla_channel`` (k) channels
-runs beside the body; every block sees concat([x, h]) and, after it,
-    h <- recurrent_conv( tanh( bn_block( pool?(h) + conv_out(y) ) ) )
-with one conv_out per stage, one BN per block and a recurrent 3x3 conv per stage (ResNet) or a
-single one shared by the whole network (MobileNetV2; depthwise in the paper's "dsrla" rows). The
-head concatenates the activated h with the last feature map. What the original feeds as y: the
-block output for the ResNet bottleneck (its in-place add and ReLU alias the branch tensor), the
-pre-residual projection for the MobileNetV2 block.
+The RLA module is written once, in ``RLANet``: a hidden state h of ``rla_channel`` (k) channels runs
+beside the body. Every block reads concat([x, h]); after every block
+
+    h <- recurrent( tanh( bn_block( pool?(h) + conv_out_stage(y) ) ) )
+
+with one 1x1 ``conv_out`` per stage, one BatchNorm per block, a 2x2 average pool of h where the block
+downsamples, and a 3x3 recurrent conv: one per stage (ResNet) or one for the whole network
+(MobileNetV2; depthwise in the paper's rows). The head concatenates act(bn2(h)) to the last feature map.
+
+What the original feeds as y differs by body, and matters:
+- ResNet bottleneck: the block OUTPUT (after the residual add and ReLU). The original binds y to the
+  branch tensor but then adds the shortcut and applies ReLU in place, so y aliases the output.
+  Paddle's ``+`` and ReLU are out of place; a literal port would feed the branch and diverge.
+- MobileNetV2 block: the projection before the residual add (that add is out of place upstream).
+
+Parameter names follow the original checkpoints (``conv_outs.i``, ``recurrent_convs.i``,
+``stage_bns.i.j``, ``bn2``, ``stages.i.j.*``) so conversion is key for key; MobileNetV2's single
+recurrent conv, stored five times upstream, is the one parameter ``recurrent_conv``.
 """
+import inspect
 import math
+from collections import namedtuple
 
 import paddle
 import paddle.nn as nn
@@ -21,6 +33,18 @@ from ..registry import register_model
 from .base import Backbone
 
 
+# -- initialisation as in the original (PyTorch), so training from scratch starts the same way -------
+def _kaiming_normal_fan_out(conv):
+    out_c, _, kh, kw = conv.weight.shape
+    conv.weight.set_value(paddle.normal(0.0, math.sqrt(2.0 / (out_c * kh * kw)), conv.weight.shape))
+
+
+def _torch_default_uniform(weight, fan_in):
+    """PyTorch's default for Linear / Conv1d weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    weight.set_value(paddle.uniform(weight.shape, min=-bound, max=bound))
+
+
 class ECA(nn.Layer):
     """Efficient channel attention: a 1-D conv across the pooled channel vector, sigmoid gate."""
 
@@ -28,6 +52,7 @@ class ECA(nn.Layer):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.conv = nn.Conv1D(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias_attr=False)
+        _torch_default_uniform(self.conv.weight, kernel_size)
 
     def forward(self, x):
         w = self.avg_pool(x).squeeze(-1).transpose([0, 2, 1])  # [N, 1, C]
@@ -36,31 +61,110 @@ class ECA(nn.Layer):
 
 
 class SE(nn.Layer):
+    """Squeeze-and-excitation with bias-free FCs (the original's ``se.fc.0`` / ``se.fc.2``)."""
+
     def __init__(self, channels, reduction=16):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias_attr=False), nn.ReLU(),
                                 nn.Linear(channels // reduction, channels, bias_attr=False), nn.Sigmoid())
+        for fc in (self.fc[0], self.fc[2]):
+            _torch_default_uniform(fc.weight, fc.weight.shape[0])
 
     def forward(self, x):
         w = self.fc(self.avg_pool(x).flatten(1))
         return x * w.unsqueeze(-1).unsqueeze(-1)
 
 
-def _zero_hidden(x, k):
-    """h0: zeros with k channels and x's batch and spatial size (dynamic shapes export fine)."""
-    return paddle.zeros_like(x[:, :1]).tile([1, k, 1, 1])
+# -- the RLA module, shared by every body -------------------------------------------------------------
+class RLANet(Backbone):
+    """The RLA machinery over a body. A subclass builds its stem and ``self.stages`` (a LayerList of
+    LayerLists of blocks; ``block(x, h) -> (out, y)``, ``block.pools_hidden`` says whether h is
+    pooled after it), calls ``_build_rla``, and implements ``_recurrent(i)``, ``_stem`` and
+    ``_features_and_hidden``.
+
+    ``return_hidden=True`` (with ``return_stages``) appends the hidden state of every returned stage
+    after the feature maps (same order)."""
+
+    def __init__(self, return_stages=None, return_hidden=False, frozen_stages=-1, norm_eval=False):
+        super().__init__(return_stages, frozen_stages, norm_eval)
+        if return_hidden and return_stages is None:
+            raise ConfigError(f"{type(self).__name__}: return_hidden=True needs return_stages "
+                              "(the hidden states are returned next to the stage outputs)")
+        self.return_hidden = bool(return_hidden)
+
+    def _build_rla(self, k, stage_channels, blocks_per_stage, head_act):
+        self.rla_channel = k
+        self.conv_outs = nn.LayerList([nn.Conv2D(c, k, 1, bias_attr=False) for c in stage_channels])
+        self.stage_bns = nn.LayerList([nn.LayerList([nn.BatchNorm2D(k) for _ in range(n)])
+                                       for n in blocks_per_stage])
+        self.bn2 = nn.BatchNorm2D(k)
+        # a layer (not a functional call): the paper's FLOPs rule counts the pools of h
+        self.hidden_pool = nn.AvgPool2D(2, 2)
+        self._head_act = head_act
+        # h is pooled with floor rounding where the strided convs round up: the stem output must
+        # halve exactly at every pooling block
+        self._stem_divisor = 2 ** sum(int(b.pools_hidden) for blocks in self.stages for b in blocks)
+
+    def _recurrent(self, i):
+        raise NotImplementedError
+
+    def _check_stem(self, x):
+        if not paddle.in_dynamic_mode():
+            return
+        h, w = x.shape[2], x.shape[3]
+        d = self._stem_divisor
+        if h % d or w % d:
+            raise ConfigError(
+                f"{type(self).__name__}: the input gives a {h}x{w} stem output, which must be divisible by {d} "
+                f"(the original pools the hidden state with floor rounding while its strided convs round up, "
+                f"so other sizes fail there too); use sides that are multiples of 32")
+
+    def _run_rla(self, x):
+        """x: the stem output. Returns (output of every stage, h after every stage, h0, head input)."""
+        self._check_stem(x)
+        h = h0 = paddle.zeros_like(x[:, :1]).tile([1, self.rla_channel, 1, 1])  # runtime batch and size
+        stage_x, stage_h = [], []
+        for i, blocks in enumerate(self.stages):
+            conv_out, recurrent = self.conv_outs[i], self._recurrent(i)
+            for block, bn in zip(blocks, self.stage_bns[i]):
+                x, y = block(x, h)
+                if block.pools_hidden:
+                    h = self.hidden_pool(h)
+                h = recurrent(paddle.tanh(bn(h + conv_out(y))))
+            stage_x.append(x)
+            stage_h.append(h)
+        head = paddle.concat([x, self._head_act(self.bn2(h))], axis=1)
+        return stage_x, stage_h, h0, head
+
+    def _features_and_hidden(self, x):
+        """(feature maps, their hidden states, head input) for the stages of ``feature_info``."""
+        raise NotImplementedError
+
+    def forward_features(self, x):
+        feats, _, head = self._features_and_hidden(x)
+        return feats, head
+
+    def forward(self, x):
+        feats, hidden, head = self._features_and_hidden(x)
+        if self._return_stages is None:
+            return self.forward_head(head)
+        out = [feats[s] for s in self._return_stages]
+        if self.return_hidden:
+            out += [hidden[s] for s in self._return_stages]
+        return out
 
 
-def _rla_update(h, y, conv_out, bn, recurrent):
-    return recurrent(paddle.tanh(bn(h + conv_out(y))))
+# -- ResNet / ResNeXt body ----------------------------------------------------------------------------
+RESNET_STAGE_PLANES = (64, 128, 256, 512)
 
 
-# -- ResNet family -------------------------------------------------------------------------------
 class RLABottleneck(nn.Layer):
-    expansion = 4
+    """Bottleneck over concat([x, h]); optional SE then ECA on the branch. Returns (out, y) with y = out
+    (see the module docstring)."""
 
-    def __init__(self, cin, planes, k, stride=1, downsample=False, groups=1, width_per_group=64, se=False, eca=None):
+    def __init__(self, cin, planes, k, stride=1, downsample=False, groups=1, width_per_group=64, se=False,
+                 eca_kernel=None):
         super().__init__()
         width = int(planes * width_per_group / 64) * groups
         cout = planes * 4
@@ -73,8 +177,10 @@ class RLABottleneck(nn.Layer):
         self.downsample = nn.Sequential(nn.Conv2D(cin, cout, 1, stride=stride, bias_attr=False),
                                         nn.BatchNorm2D(cout)) if downsample else None
         self.se = SE(cout) if se else None
-        self.eca = ECA(eca) if eca else None
-        self.hidden_pool = nn.AvgPool2D(2, 2) if downsample and stride != 1 else None
+        self.eca = ECA(eca_kernel) if eca_kernel else None
+        # the original pools h only in blocks that both have a projection shortcut and stride 2
+        # (stage 0's first block has a projection but keeps the resolution)
+        self.pools_hidden = downsample and stride != 1
 
     def forward(self, x, h):
         out = F.relu(self.bn1(self.conv1(paddle.concat([x, h], axis=1))))
@@ -86,78 +192,44 @@ class RLABottleneck(nn.Layer):
             out = self.eca(out)
         shortcut = self.downsample(x) if self.downsample is not None else x
         out = F.relu(out + shortcut)
-        if self.hidden_pool is not None:
-            h = self.hidden_pool(h)
-        return out, out, h  # y is the block output (see the module docstring)
+        return out, out
 
 
-class _RLABase(Backbone):
-    """Shared forward of the RLA networks: ``self.stages`` (lists of blocks), ``self.conv_outs``
-    (per stage), ``self.stage_bns`` (per block), ``self._recurrent(i)`` (the recurrent conv of stage i)."""
+class RLAResNet(RLANet):
+    """RLA over a bottleneck ResNet / ResNeXt.
 
-    def _check_size(self, x, divisor, what):
-        if paddle.in_dynamic_mode():
-            h, w = x.shape[2], x.shape[3]
-            if h % divisor or w % divisor:
-                raise ConfigError(f"{type(self).__name__}: input {h}x{w} does not fit the original {what}; "
-                                  f"use sides that are multiples of 32")
+    Stages for ``return_stages``: 0 = stem (stride 4, 64 channels), 1..4 = the four stages (strides
+    4..32, 256..2048 channels); their hidden states (``return_hidden``) have k channels, the stem's is
+    h0 (zeros). ``frozen_stages`` = m freezes the stem and stages 1..m with their conv_out, recurrent
+    conv and BNs of h (the original detection backbone's rule). ``class_num <= 0`` returns the pooled
+    [x, h] features (2048 + k)."""
 
-    def forward(self, x):
-        # like Backbone.forward, plus the hidden states of the returned stages with return_hidden
-        stages, head_input = self.forward_features(x)
-        if self._return_stages is not None:
-            feats = [stages[s] for s in self._return_stages]
-            if self.return_hidden:
-                feats += [self._hidden[s] for s in self._return_stages]
-            return feats
-        return self.forward_head(head_input)
-
-    def _run_stages(self, x, h):
-        stage_x, stage_h = [], []
-        for i, blocks in enumerate(self.stages):
-            for j, block in enumerate(blocks):
-                x, y, h = block(x, h)
-                h = _rla_update(h, y, self.conv_outs[i], self.stage_bns[i][j], self._recurrent(i))
-            stage_x.append(x)
-            stage_h.append(h)
-        return x, h, stage_x, stage_h
-
-
-RESNET_STAGE_PLANES = (64, 128, 256, 512)
-
-
-class RLAResNet(_RLABase):
-    """Stages for ``return_stages``: 0 = stem (stride 4, 64 channels), 1..4 = the four stages (strides
-    4..32, 256..2048 channels). ``return_hidden=True`` appends each returned stage's hidden state h
-    (k channels) after the feature maps. ``class_num <= 0`` returns the pooled [x, h] features."""
-
-    def __init__(self, layers, class_num=1000, rla_channel=32, se=False, eca=None, groups=1, width_per_group=64,
-                 zero_init_last_bn=True, return_stages=None, return_hidden=False, frozen_stages=-1, norm_eval=False):
-        super().__init__(return_stages, frozen_stages, norm_eval)
-        k = self.rla_channel = rla_channel
-        eca = list(eca) if eca else [None] * 4
+    def __init__(self, layers, class_num=1000, rla_channel=32, se=False, eca_kernels=None, groups=1,
+                 width_per_group=64, zero_init_last_bn=True, return_stages=None, return_hidden=False,
+                 frozen_stages=-1, norm_eval=False):
+        super().__init__(return_stages, return_hidden, frozen_stages, norm_eval)
+        k = rla_channel
+        eca_kernels = list(eca_kernels) if eca_kernels else [None] * 4
         self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
         self.bn1 = nn.BatchNorm2D(64)
         self.maxpool = nn.MaxPool2D(3, 2, 1)
-        self.conv_outs = nn.LayerList([nn.Conv2D(p * 4, k, 1, bias_attr=False) for p in RESNET_STAGE_PLANES])
         self.recurrent_convs = nn.LayerList([nn.Conv2D(k, k, 3, padding=1, bias_attr=False) for _ in range(4)])
-        stages, bns, cin = [], [], 64
+        stages, cin = [], 64
         for i, (planes, n) in enumerate(zip(RESNET_STAGE_PLANES, layers)):
             stride = 1 if i == 0 else 2
-            blocks = [RLABottleneck(cin, planes, k, stride, downsample=stride != 1 or cin != planes * 4, groups=groups,
-                                    width_per_group=width_per_group, se=se, eca=eca[i])]
-            cin = planes * 4
-            blocks += [RLABottleneck(cin, planes, k, 1, groups=groups, width_per_group=width_per_group, se=se, eca=eca[i])
-                       for _ in range(1, n)]
+            blocks = []
+            for j in range(n):
+                s = stride if j == 0 else 1
+                blocks.append(RLABottleneck(cin, planes, k, s, downsample=j == 0 and (s != 1 or cin != planes * 4),
+                                            groups=groups, width_per_group=width_per_group, se=se,
+                                            eca_kernel=eca_kernels[i]))
+                cin = planes * 4
             stages.append(nn.LayerList(blocks))
-            bns.append(nn.LayerList([nn.BatchNorm2D(k) for _ in range(n)]))
         self.stages = nn.LayerList(stages)
-        self.stage_bns = nn.LayerList(bns)
-        self.bn2 = nn.BatchNorm2D(k)
+        self._build_rla(k, [p * 4 for p in RESNET_STAGE_PLANES], layers, F.relu)
         self.class_num = class_num
         self.avgpool = nn.AdaptiveAvgPool2D(1)
         self.fc = nn.Linear(cin + k, class_num) if class_num > 0 else None
-        self.return_hidden = return_hidden
         self._init_weights(zero_init_last_bn)
         self._set_feature_info([dict(name="stem", channels=64, reduction=4)] +
                                [dict(name=f"stages.{i}", channels=p * 4, reduction=4 * 2 ** i)
@@ -166,8 +238,11 @@ class RLAResNet(_RLABase):
     def _init_weights(self, zero_init_last_bn):
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
-                o, _, kh, kw = m.weight.shape
-                m.weight.set_value(paddle.normal(0.0, math.sqrt(2.0 / (o * kh * kw)), m.weight.shape))
+                _kaiming_normal_fan_out(m)
+        if self.fc is not None:
+            fan_in = self.fc.weight.shape[0]
+            _torch_default_uniform(self.fc.weight, fan_in)
+            _torch_default_uniform(self.fc.bias, fan_in)
         if zero_init_last_bn:
             for blocks in self.stages:
                 for b in blocks:
@@ -177,52 +252,31 @@ class RLAResNet(_RLABase):
         return self.recurrent_convs[i]
 
     def stage_layers(self):
-        stem = [self.conv1, self.bn1]
-        return [stem] + [[self.stages[i], self.stage_bns[i], self.conv_outs[i], self.recurrent_convs[i]]
-                         for i in range(4)]
+        return [[self.conv1, self.bn1]] + [[self.stages[i], self.stage_bns[i], self.conv_outs[i],
+                                            self.recurrent_convs[i]] for i in range(4)]
 
-    def forward_features(self, x):
-        self._check_size(x, 32, "stride pattern (ceil(H/4) must be a multiple of 8)")
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        h = _zero_hidden(x, self.rla_channel)
-        stem = x
-        x, h, stage_x, stage_h = self._run_stages(x, h)
-        self._hidden = [h] + stage_h  # the stem has h0 (zeros)
-        head = paddle.concat([x, F.relu(self.bn2(h))], axis=1)
-        return [stem] + stage_x, head
+    def _features_and_hidden(self, x):
+        stem = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        stage_x, stage_h, h0, head = self._run_rla(stem)
+        return [stem] + stage_x, [h0] + stage_h, head
 
     def forward_head(self, x):
         x = self.avgpool(x).flatten(1)
         return x if self.fc is None else self.fc(x)
 
 
-# name: (layers, groups, width_per_group, se, eca kernel sizes)
-RLA_RESNET_SPECS = {
-    "RLA_ResNet50": ((3, 4, 6, 3), 1, 64, False, None),
-    "RLA_ResNet101": ((3, 4, 23, 3), 1, 64, False, None),
-    "RLA_ResNet152": ((3, 8, 36, 3), 1, 64, False, None),
-    "RLA_ECANet50": ((3, 4, 6, 3), 1, 64, False, (5, 5, 5, 7)),
-    "RLA_ECANet101": ((3, 4, 23, 3), 1, 64, False, (5, 5, 5, 7)),
-    "RLA_ECANet152": ((3, 8, 36, 3), 1, 64, False, (5, 5, 5, 7)),
-    "RLA_ResNeXt50_32x4d": ((3, 4, 6, 3), 32, 4, False, None),
-    "RLA_ResNeXt50_32x4d_SE": ((3, 4, 6, 3), 32, 4, True, None),
-    "RLA_ResNeXt50_32x4d_ECA": ((3, 4, 6, 3), 32, 4, False, (5, 5, 5, 7)),
-    "RLA_ResNeXt101_32x4d": ((3, 4, 23, 3), 32, 4, False, None),
-    "RLA_ResNeXt101_32x4d_SE": ((3, 4, 23, 3), 32, 4, True, None),
-    "RLA_ResNeXt101_32x4d_ECA": ((3, 4, 23, 3), 32, 4, False, (5, 5, 5, 7)),
-}
-
-
-# -- MobileNetV2 family --------------------------------------------------------------------------
+# -- MobileNetV2 body ---------------------------------------------------------------------------------
 # (expansion t, channels c, blocks n, stride s) per stage
 MBV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+# feature stages: the ends of MobileNetV2 stages 0, 1, 2, 4, 6 (strides 2, 4, 8, 16, 32)
+_MBV2_FEATURE_STAGES = (0, 1, 2, 4, 6)
 
 
 class RLAInvertedResidual(nn.Layer):
     """[1x1 expand, BN, ReLU6] -> concat h -> 3x3 depthwise over hidden + k, BN, ReLU6 -> 1x1 project,
-    BN -> [ECA]. y is the projection (before the residual add)."""
+    BN -> [ECA]. Returns (out, y) with y the projection before the residual add."""
 
-    def __init__(self, cin, cout, stride, t, k, eca=None):
+    def __init__(self, cin, cout, stride, t, k, eca_kernel=None):
         super().__init__()
         hidden = cin * t
         self.conv1x1 = nn.Sequential(nn.Conv2D(cin, hidden, 1, bias_attr=False), nn.BatchNorm2D(hidden),
@@ -231,65 +285,56 @@ class RLAInvertedResidual(nn.Layer):
         layers = [nn.Sequential(nn.Conv2D(dw, dw, 3, stride=stride, padding=1, groups=dw, bias_attr=False),
                                 nn.BatchNorm2D(dw), nn.ReLU6()),
                   nn.Conv2D(dw, cout, 1, bias_attr=False), nn.BatchNorm2D(cout)]
-        if eca:
-            layers.append(ECA(eca))
+        if eca_kernel:
+            layers.append(ECA(eca_kernel))
         self.conv = nn.Sequential(*layers)
         self.use_res = stride == 1 and cin == cout
-        self.hidden_pool = nn.AvgPool2D(2, 2) if stride != 1 else None
+        self.pools_hidden = stride != 1
 
     def forward(self, x, h):
         e = self.conv1x1(x) if self.conv1x1 is not None else x
         y = self.conv(paddle.concat([e, h], axis=1))
-        out = x + y if self.use_res else y
-        if self.hidden_pool is not None:
-            h = self.hidden_pool(h)
-        return out, y, h
+        return (x + y if self.use_res else y), y
 
 
-# feature stages: ends of MobileNetV2 stages 0, 1, 2, 4, 6 (strides 2, 4, 8, 16, 32)
-_MBV2_FEATURE_STAGES = (0, 1, 2, 4, 6)
+class RLAMobileNetV2(RLANet):
+    """RLA over MobileNetV2 1.0. ``depthwise_recurrent=True``: the paper's RLA-MobileNetV2 (the
+    original's ``dsrla_`` models, a 3x3 depthwise recurrent conv); False: a full 3x3 conv (``rla_``).
+    One recurrent conv serves every stage.
 
-
-class RLAMobileNetV2(_RLABase):
-    """``depthwise_recurrent=True``: the paper's RLA-MobileNetV2 (the original's dsrla_ models), a 3x3
-    depthwise recurrent conv; False: a full 3x3 conv. One recurrent conv serves every stage.
-    Stages for ``return_stages``: the ends of MobileNetV2 stages 0, 1, 2, 4, 6 (strides 2..32).
-    ``return_hidden=True`` appends their hidden states. ``class_num <= 0`` returns pooled features."""
+    Stages for ``return_stages``: the ends of MobileNetV2 stages 0, 1, 2, 4, 6 (strides 2..32; 16, 24,
+    32, 96, 320 channels). ``frozen_stages`` = m freezes feature stages 0..m (stage 0 includes the
+    stem); the shared recurrent conv is frozen with the last one, i.e. once nothing trainable uses it.
+    ``class_num <= 0`` returns the pooled 1280-d features."""
 
     def __init__(self, class_num=1000, rla_channel=32, eca=False, depthwise_recurrent=True, dropout=0.2,
                  return_stages=None, return_hidden=False, frozen_stages=-1, norm_eval=False):
-        super().__init__(return_stages, frozen_stages, norm_eval)
-        k = self.rla_channel = rla_channel
+        super().__init__(return_stages, return_hidden, frozen_stages, norm_eval)
+        k = rla_channel
         self.conv1 = nn.Sequential(nn.Conv2D(3, 32, 3, stride=2, padding=1, bias_attr=False), nn.BatchNorm2D(32),
                                    nn.ReLU6())
-        stages, bns, cin = [], [], 32
+        stages, cin = [], 32
         for t, c, n, s in MBV2_SETTING:
-            e = (1 if c < 96 else 3) if eca else None
+            eca_kernel = (1 if c < 96 else 3) if eca else None
             blocks = []
             for b in range(n):
-                blocks.append(RLAInvertedResidual(cin, c, s if b == 0 else 1, t, k, e))
+                blocks.append(RLAInvertedResidual(cin, c, s if b == 0 else 1, t, k, eca_kernel))
                 cin = c
             stages.append(nn.LayerList(blocks))
-            bns.append(nn.LayerList([nn.BatchNorm2D(k) for _ in range(n)]))
         self.stages = nn.LayerList(stages)
-        self.conv_outs = nn.LayerList([nn.Conv2D(c, k, 1, bias_attr=False) for _, c, _, _ in MBV2_SETTING])
         self.recurrent_conv = nn.Conv2D(k, k, 3, padding=1, groups=k if depthwise_recurrent else 1, bias_attr=False)
-        self.stage_bns = nn.LayerList(bns)
+        self._build_rla(k, [c for _, c, _, _ in MBV2_SETTING], [n for _, _, n, _ in MBV2_SETTING], F.relu6)
         self.conv2 = nn.Sequential(nn.Conv2D(cin + k, 1280, 1, bias_attr=False), nn.BatchNorm2D(1280), nn.ReLU6())
-        self.bn2 = nn.BatchNorm2D(k)
         self.class_num = class_num
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, class_num)) if class_num > 0 else None
-        self.return_hidden = return_hidden
         self._init_weights()
-        chans = [MBV2_SETTING[i][1] for i in _MBV2_FEATURE_STAGES]
-        self._set_feature_info([dict(name=f"stages.{i}", channels=c, reduction=r)
-                                for i, c, r in zip(_MBV2_FEATURE_STAGES, chans, (2, 4, 8, 16, 32))])
+        self._set_feature_info([dict(name=f"stages.{i}", channels=MBV2_SETTING[i][1], reduction=r)
+                                for i, r in zip(_MBV2_FEATURE_STAGES, (2, 4, 8, 16, 32))])
 
     def _init_weights(self):
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
-                o, _, kh, kw = m.weight.shape
-                m.weight.set_value(paddle.normal(0.0, math.sqrt(2.0 / (o * kh * kw)), m.weight.shape))
+                _kaiming_normal_fan_out(m)
             elif isinstance(m, nn.Linear):
                 m.weight.set_value(paddle.normal(0.0, 0.01, m.weight.shape))
                 m.bias.set_value(paddle.zeros(m.bias.shape))
@@ -300,61 +345,77 @@ class RLAMobileNetV2(_RLABase):
     def stage_layers(self):
         groups, start = [], 0
         for end in _MBV2_FEATURE_STAGES:
-            layers = [self.stages[i] for i in range(start, end + 1)] + \
-                     [self.stage_bns[i] for i in range(start, end + 1)] + \
-                     [self.conv_outs[i] for i in range(start, end + 1)]
-            groups.append(([self.conv1] if start == 0 else []) + layers)
+            idx = range(start, end + 1)
+            groups.append(([self.conv1] if start == 0 else []) + [self.stages[i] for i in idx] +
+                          [self.stage_bns[i] for i in idx] + [self.conv_outs[i] for i in idx])
             start = end + 1
+        groups[-1].append(self.recurrent_conv)
         return groups
 
-    def forward_features(self, x):
-        self._check_size(x, 32, "stride pattern (ceil(H/2) must be a multiple of 16)")
-        x = self.conv1(x)
-        h = _zero_hidden(x, self.rla_channel)
-        x, h, stage_x, stage_h = self._run_stages(x, h)
-        self._hidden = [stage_h[i] for i in _MBV2_FEATURE_STAGES]
-        head = self.conv2(paddle.concat([x, F.relu6(self.bn2(h))], axis=1))
-        return [stage_x[i] for i in _MBV2_FEATURE_STAGES], head
+    def _features_and_hidden(self, x):
+        stage_x, stage_h, _, head = self._run_rla(self.conv1(x))
+        pick = _MBV2_FEATURE_STAGES
+        return [stage_x[i] for i in pick], [stage_h[i] for i in pick], self.conv2(head)
 
     def forward_head(self, x):
-        # a functional pool, as in the original: the paper's profiler (a layer-hook counter) does not
-        # count it, and count_paper_flops reproduces the paper's 351.8M / 352.4M only this way
+        # functional, as in the original: its profiler (and count_paper_flops, which counts layers as
+        # it did) leaves this pool out, which is how the paper's 351.8M / 352.4M come about
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return x if self.classifier is None else self.classifier(x)
 
 
-# name: (eca, depthwise recurrent conv)
+# -- variants: rows of a table over the two bodies ------------------------------------------------------
+ResNetRow = namedtuple("ResNetRow", "layers groups width_per_group se eca_kernels original")
+MobileNetRow = namedtuple("MobileNetRow", "eca depthwise_recurrent original")
+
+_ECA_RESNET = (5, 5, 5, 7)
+RLA_RESNET_SPECS = {
+    "RLA_ResNet50": ResNetRow((3, 4, 6, 3), 1, 64, False, None, "rla_resnet50"),
+    "RLA_ResNet101": ResNetRow((3, 4, 23, 3), 1, 64, False, None, "rla_resnet101"),
+    "RLA_ResNet152": ResNetRow((3, 8, 36, 3), 1, 64, False, None, "rla_resnet152"),
+    "RLA_ECANet50": ResNetRow((3, 4, 6, 3), 1, 64, False, _ECA_RESNET, "rla_resnet50_eca"),
+    "RLA_ECANet101": ResNetRow((3, 4, 23, 3), 1, 64, False, _ECA_RESNET, "rla_resnet101_eca"),
+    "RLA_ECANet152": ResNetRow((3, 8, 36, 3), 1, 64, False, _ECA_RESNET, "rla_resnet152_eca"),
+    "RLA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, None, "rla_resnext50_32x4d"),
+    "RLA_SE_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, True, None, "rla_resnext50_32x4d_se"),
+    "RLA_ECA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, _ECA_RESNET, "rla_resnext50_32x4d_eca"),
+    "RLA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, None, "rla_resnext101_32x4d"),
+    "RLA_SE_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, True, None, "rla_resnext101_32x4d_se"),
+    "RLA_ECA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, _ECA_RESNET, "rla_resnext101_32x4d_eca"),
+}
+
 RLA_MOBILENET_SPECS = {
-    "RLA_MobileNetV2": (False, True),
-    "RLA_ECA_MobileNetV2": (True, True),
-    "RLA_MobileNetV2_FullConv": (False, False),
-    "RLA_ECA_MobileNetV2_FullConv": (True, False),
+    "RLA_MobileNetV2": MobileNetRow(False, True, "dsrla_mobilenetv2_k32"),
+    "RLA_ECA_MobileNetV2": MobileNetRow(True, True, "dsrla_mobilenetv2_k32_eca"),
+    "RLA_MobileNetV2_FullConv": MobileNetRow(False, False, "rla_mobilenetv2_k32"),
+    "RLA_ECA_MobileNetV2_FullConv": MobileNetRow(True, False, "rla_mobilenetv2_k32_eca"),
 }
 
 
-def _resnet_factory(name, spec):
-    layers, groups, wpg, se, eca = spec
+def _register(name, cls, fixed, doc):
+    """Register ``name`` as ``cls`` with the row's arguments fixed; the factory's signature lists the
+    remaining options, so build_model rejects a misspelt Arch option with a hint."""
+    sig = inspect.Signature([p for n, p in inspect.signature(cls.__init__).parameters.items()
+                             if n != "self" and n not in fixed])
 
-    def factory(class_num=1000, rla_channel=32, **kwargs):
-        return RLAResNet(layers, class_num, rla_channel, se=se, eca=eca, groups=groups, width_per_group=wpg, **kwargs)
+    def factory(*args, **kwargs):
+        return cls(**fixed, **sig.bind(*args, **kwargs).arguments)
+    factory.__signature__ = sig
     factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"{name}: RLA on a bottleneck ResNet {layers}, {groups}x{wpg}" + (", SE" if se else "") + \
-        (f", ECA {eca}" if eca else "")
+    factory.__doc__ = doc
     return register_model(name)(factory)
 
 
-def _mobilenet_factory(name, spec):
-    eca, dw = spec
-
-    def factory(class_num=1000, rla_channel=32, **kwargs):
-        return RLAMobileNetV2(class_num, rla_channel, eca=eca, depthwise_recurrent=dw, **kwargs)
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"{name}: RLA on MobileNetV2, {'depthwise' if dw else 'full'} 3x3 recurrent conv" + \
-        (", ECA" if eca else "")
-    return register_model(name)(factory)
-
-
-for _n, _s in RLA_RESNET_SPECS.items():
-    globals()[_n] = _resnet_factory(_n, _s)
-for _n, _s in RLA_MOBILENET_SPECS.items():
-    globals()[_n] = _mobilenet_factory(_n, _s)
+for _name, _row in RLA_RESNET_SPECS.items():
+    globals()[_name] = _register(
+        _name, RLAResNet,
+        dict(layers=_row.layers, se=_row.se, eca_kernels=_row.eca_kernels, groups=_row.groups,
+             width_per_group=_row.width_per_group),
+        f"{_name} (original: {_row.original}): RLA over a bottleneck ResNet {list(_row.layers)}, "
+        f"{_row.groups}x{_row.width_per_group}" + (", SE" if _row.se else "") +
+        (f", ECA kernels {list(_row.eca_kernels)}" if _row.eca_kernels else ""))
+for _name, _row in RLA_MOBILENET_SPECS.items():
+    globals()[_name] = _register(
+        _name, RLAMobileNetV2, dict(eca=_row.eca, depthwise_recurrent=_row.depthwise_recurrent),
+        f"{_name} (original: {_row.original}): RLA over MobileNetV2 1.0, "
+        f"{'depthwise' if _row.depthwise_recurrent else 'full'} 3x3 recurrent conv" + (", ECA" if _row.eca else ""))
