@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(tmp_path, arch="ResNet18", epochs=2, num_classes=3, per_class=40, size=32, extra=None,
                 num_workers=0, batch_size=12):
-    from ppcls.utils.demo_data import make_synthetic_dataset
+    from datasets import make_synthetic_dataset
     data = os.path.join(str(tmp_path), "data")
     if not os.path.exists(os.path.join(data, "train_list.txt")):
         make_synthetic_dataset(data, num_classes=num_classes, per_class=per_class, size=size)

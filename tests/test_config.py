@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from engine_utils import ROOT, run_tool, tiny_config
-from ppcls.utils.config import apply_override, get_config, load_yaml_with_bases, parse_value, translate_legacy
+from ppcls.schema import get_config
+from ppcls.utils.config import apply_override, load_yaml_with_bases, parse_value, translate_legacy
 from ppcls.utils.errors import ConfigError
 
 

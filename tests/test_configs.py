@@ -8,7 +8,7 @@ import pytest
 
 from engine_utils import ROOT
 from ppcls.engine import Engine
-from ppcls.utils.config import get_config
+from ppcls.schema import get_config
 
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
                  if "_base_" not in p)
@@ -18,8 +18,8 @@ FAST = {"DLA46_c.yaml", "DLA60_best.yaml", "ReXNet_1_0.yaml", "RLA_MobileNetV2.y
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    from ppcls.data.dataset.cifar import write_cifar_archive
-    from ppcls.utils.demo_data import make_synthetic_dataset
+    from datasets import write_cifar_archive
+    from datasets import make_synthetic_dataset
     root = tmp_path_factory.mktemp("cfgdata")
     make_synthetic_dataset(str(root / "img"), num_classes=2, per_class=2, size=72, val_per_class=1)
     imgs = np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)).astype(np.uint8)
@@ -59,8 +59,8 @@ def test_config_trains_one_step(path, tiny_data, tmp_path):
     cfg["DataLoader"].pop("Eval", None)
     eng = Engine(cfg, "train")
     saved = []
-    eng._save = lambda name, states, ema: saved.append(name)
-    eng.train()
-    assert eng.epoch_timing is not None and "latest" in saved
+    eng.checkpoints.save = lambda name, states: saved.append(name)
+    result = eng.train()
+    assert result.timing is not None and "latest" in saved
     images, _ = next(iter(eng.train_loader))
     assert list(images.shape) == [2, 3, size, size]

@@ -8,7 +8,7 @@ import pytest
 
 from ppcls.data import ShardedEvalBatchSampler, build_dataloader
 from ppcls.data.dataset import Cifar10, Cifar100, ImageNetDataset, ImageFolderDataset
-from ppcls.data.dataset.cifar import write_cifar_archive
+from datasets import write_cifar_archive
 from ppcls.data.preprocess import OPS, build_batch_ops, create_operators
 from ppcls.data.preprocess.ops import DecodeError
 from ppcls.utils.errors import ConfigError
@@ -254,7 +254,7 @@ def test_sharded_eval_sampler_counts_each_sample_once():
 
 def test_loader_with_workers_is_repeatable(tmp_path):
     from engine_utils import tiny_config
-    from ppcls.utils.config import get_config
+    from ppcls.schema import get_config
     path, _ = tiny_config(tmp_path)
     cfg = get_config(path)
     section = cfg["DataLoader"]["Train"]

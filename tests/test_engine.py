@@ -8,13 +8,13 @@ import pytest
 
 from engine_utils import eval_avg, run_tool, tiny_config
 from ppcls.engine import Engine
-from ppcls.utils.config import get_config
+from ppcls.schema import get_config
 from ppcls.utils.errors import ConfigError
 
 
 def train(path, *overrides):
     eng = Engine(get_config(path, list(overrides)), "train")
-    best = eng.train()
+    best = eng.train().best_metric
     return eng, best
 
 
@@ -103,15 +103,15 @@ def test_mid_epoch_resume_is_bit_exact(tmp_path):
     eng = Engine(cfg, "train")
     import shutil
     saved = {}
-    orig = eng._save
+    orig = eng.checkpoints.save
 
-    def spy(name, states, ema):
-        orig(name, states, ema)
+    def spy(name, states):
+        orig(name, states)
         if name == "latest" and states["epoch"] == 2 and states["iter"] == 1:
             for s in (".pdparams", ".pdopt", ".pdstates"):
                 shutil.copy(os.path.join(part_out, "ResNet18", "latest" + s), os.path.join(str(tmp_path), "mid" + s))
             saved["ok"] = True
-    eng._save = spy
+    eng.checkpoints.save = spy
     eng.train()
     assert saved
     resumed_out = os.path.join(str(tmp_path), "resumed")

@@ -1,6 +1,5 @@
 """Export and deploy: for every registered model, dygraph eval == the exported Paddle Inference
 predictor (oneDNN) == onnxruntime; predict_cls.py agrees with tools/eval.py; clear errors."""
-import importlib.util
 import os
 import re
 
@@ -11,17 +10,11 @@ import pytest
 from engine_utils import ROOT, eval_avg, run_tool, tiny_config
 from ppcls.arch import build_model, list_models
 from ppcls.inference.export import export
+from ppcls.inference.onnx import convert_to_onnx
 from ppcls.inference.predictor import Predictor
 from ppcls.utils.errors import ConfigError
 
 FAST = {"ResNet18", "DLA46_c", "ReXNet_1_0", "RLA_MobileNetV2", "AttentionNet56_CIFAR", "ReXUNet"}
-
-
-def _convert_module():
-    spec = importlib.util.spec_from_file_location("p2o_convert", os.path.join(ROOT, "deploy", "paddle2onnx", "convert.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def randomize(model, seed=0):
@@ -66,7 +59,7 @@ def test_dygraph_predictor_onnx_equivalence(name, tmp_path):
     pred = Predictor({"enable_mkldnn": True, "cpu_num_threads": 2}, out_dir).run(x)
     assert pred.shape == ref.shape
     d_pred = float(np.abs(pred - ref).max())
-    _convert_module().convert(out_dir)
+    convert_to_onnx(out_dir)
     onnx_out = Predictor({"use_onnx": True}, out_dir).run(x)
     d_onnx = float(np.abs(onnx_out - ref).max())
     tol = 1e-4 * scale

@@ -13,7 +13,8 @@ import pytest
 from alignment import FIXTURES
 from engine_utils import ROOT, run_tool
 from ppcls.arch import list_models
-from ppcls.utils.model_stats import count_paper_flops, model_summary, paper_units
+from ppcls.arch.info import model_summary
+from ppcls.utils.model_stats import count_paper_flops, paper_units
 
 # the paper's table: (model, Param., FLOPs) exactly as printed
 PAPER = [("RLA_ResNet50", "24.67M", "4.17G"), ("RLA_ECANet50", "24.67M", "4.18G"),

@@ -9,7 +9,7 @@ import pytest
 from engine_utils import ROOT, run_tool, tiny_config
 from ppcls.arch import list_models
 from ppcls.engine import Engine
-from ppcls.utils.config import get_config
+from ppcls.schema import get_config
 
 # one representative per family (each is tested where its family is registered)
 FAMILY_MAIN = ["ResNet18", "DLA34", "RLA_ResNet50", "ReXNet_1_0", "AttentionNet56", "AttentionNet56_CIFAR"]
@@ -35,15 +35,14 @@ def test_to_static_training(tmp_path, arch):
     path, _ = tiny_config(tmp_path, arch=arch, epochs=1, per_class=4, size=size, batch_size=4,
                           extra={"Global": {"to_static": True, "eval_during_train": False}})
     eng = Engine(get_config(path), "train")
-    eng.train()
-    assert eng.epoch_timing["iters"] >= 1
+    assert eng.train().timing.iters >= 1
 
 
 def test_amp_config_trains_in_fp32_on_cpu(tmp_path):
     path, _ = tiny_config(tmp_path, epochs=1, per_class=4, batch_size=4,
                           extra={"AMP": {"use_amp": True, "level": "O2"}, "Global": {"eval_during_train": False}})
     eng = Engine(get_config(path), "train")
-    assert eng.use_amp is False  # Paddle's autocast does nothing on CPU: we say so and train in fp32
+    assert eng.amp.enabled is False  # Paddle's autocast does nothing on CPU: we say so and train in fp32
     eng.train()
 
 
@@ -63,10 +62,18 @@ def test_pipeline_keeps_up_with_dla60_training(tmp_path):
     training step, and the reader is < 5% of the step in an engine run."""
     if "DLA60" not in list_models():
         pytest.skip("DLA60 not registered")
-    from ppcls.utils.benchmark import bench_data, bench_train, bench_train_pipeline
+    from datasets import make_jpeg_list
+    from ppcls.benchmark import bench_data, bench_train, bench_train_pipeline
+    photos = str(tmp_path / "photos")
+    lst = make_jpeg_list(photos, 48)
+    data_overrides = [f"DataLoader.Train.dataset.image_root={photos}", f"DataLoader.Train.dataset.cls_label_path={lst}",
+                      "Arch.class_num=10"]
     cfg = os.path.join(ROOT, "configs", "DLA", "DLA60.yaml")
-    data, _ = bench_data(cfg, batch=16, workers=2, n_images=48, epochs=2)
+    data, _ = bench_data(get_config(cfg, data_overrides), batch=16, workers=2, epochs=2)
     train, _ = bench_train("DLA60", 16, 224, warmup=1, windows=1, iters=1)
     assert data["images_per_s"] >= 3 * train["images_per_s"], (data, train)
-    pipe, _ = bench_train_pipeline(cfg, "DLA60", 8, 2, image_count=48)
+    pipe, _ = bench_train_pipeline(get_config(cfg, data_overrides + [
+        "Global.epochs=1", "Global.eval_during_train=False", "Global.print_batch_step=1000", "Global.device=cpu",
+        f"Global.output_dir={tmp_path}/out", "DataLoader.Train.sampler.batch_size=8",
+        "DataLoader.Train.loader.num_workers=2", "DataLoader.Train.dataset.batch_transform_ops=null"]))
     assert pipe["reader_share"] < 0.05, pipe

@@ -68,14 +68,12 @@ def test_gluon_npz_conversion(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,size", [("AttentionNet56_CIFAR", 32), ("AttentionNet56_CIFAR", 48)])
 def test_exported_model_runs_with_onednn(tmp_path, name, size):
-    from ppcls.utils.benchmark import export_for_bench, make_predictor
+    from ppcls.inference.export import export_model
+    from ppcls.inference.predictor import Predictor
     m = build_model({"name": name, "class_num": 10})
     m.eval()
     x = np.random.RandomState(0).rand(2, 3, size, size).astype("float32")
     ref = m(paddle.to_tensor(x)).numpy()
-    d = export_for_bench(name, size, 10, str(tmp_path), model=m)
-    pred = make_predictor(d, 2, mkldnn=True)
-    pred.get_input_handle(pred.get_input_names()[0]).copy_from_cpu(x)
-    pred.run()
-    out = pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+    d = export_model(m, str(tmp_path), [3, size, size], add_softmax=False)
+    out = Predictor({"cpu_num_threads": 2, "enable_mkldnn": True}, d).run(x)
     assert np.abs(out - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from engine_utils import ROOT
-from ppcls.utils.demo_data import make_synthetic_dataset
+from datasets import make_synthetic_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from ppcls.engine.cli import run_guarded  # noqa: E402
+from ppcls.utils.errors import run_guarded  # noqa: E402
 
 
 def main():

@@ -1,10 +1,10 @@
-"""python tools/eval.py -c CONFIG [-o key=value ...]"""
+"""python tools/eval.py -c CONFIG -o Global.pretrained_model=PATH [-o key=value ...]   (= ppcls eval)"""
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from ppcls.engine.cli import main  # noqa: E402
+from ppcls.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    main("eval")
+    run("eval")

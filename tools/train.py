@@ -1,10 +1,10 @@
-"""python tools/train.py -c CONFIG [-o key=value ...]"""
+"""python tools/train.py -c CONFIG [-o key=value ...]   (= ppcls train; also under paddle.distributed.launch)"""
 import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from ppcls.engine.cli import main  # noqa: E402
+from ppcls.cli import run  # noqa: E402
 
 if __name__ == "__main__":
-    main("train")
+    run("train")

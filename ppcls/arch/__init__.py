@@ -1,40 +1,36 @@
-"""Model construction: ``build_model(arch_config)`` looks ``Arch.name`` up in the registry."""
-import copy
-import inspect
-
+"""Models: ``build_model(arch_config)`` builds the ``Arch`` section's model (options checked against the
+model's signature) and loads its pretrained weights when asked."""
 from . import backbone  # noqa: F401  (registers every family)
-from .registry import MODELS, get_model_factory, list_models, register_model
-from ..utils.errors import ConfigError, nearest
+from .registry import CARDS, MODELS, ModelCard, get_model_factory, list_models, register_model
+from ..utils.errors import ConfigError
 
-# Arch keys that the engine consumes and that are not model constructor options.
-ENGINE_ARCH_KEYS = ("name", "pretrained", "use_sync_bn", "infer_add_softmax", "infer_output_key")
+# Arch keys read by the engine and the exporter, not passed to the model's constructor
+ENGINE_ARCH_KEYS = ("name", "pretrained", "use_sync_bn", "infer_add_softmax")
+
+
+def model_options(arch_config):
+    """The ``Arch`` keys that are constructor options of the model."""
+    return {k: v for k, v in arch_config.items() if k not in ENGINE_ARCH_KEYS}
+
+
+def validate_arch(arch_config):
+    """``Arch.name`` is registered and every other key is an option of that model (or an engine key)."""
+    if not isinstance(arch_config, dict) or "name" not in arch_config:
+        raise ConfigError("Arch.name: required (the model to build)")
+    MODELS.validate(arch_config["name"], model_options(arch_config), "Arch")
 
 
 def build_model(arch_config):
-    cfg = copy.deepcopy(dict(arch_config))
-    if "name" not in cfg:
-        raise ConfigError("Arch.name is required")
-    name = cfg["name"]
-    factory = get_model_factory(name)
-    pretrained = cfg.get("pretrained", False)
-    kwargs = {k: v for k, v in cfg.items() if k not in ENGINE_ARCH_KEYS}
-    sig = inspect.signature(factory)
-    accepts_var_kw = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-    if not accepts_var_kw:
-        valid = [p for p in sig.parameters if p != "self"]
-        for k in kwargs:
-            if k not in valid:
-                hint = nearest(k, valid)
-                raise ConfigError(f"Arch.{k}: not an option of {name}"
-                                  + (f" (did you mean '{hint}'?)" if hint else f"; options: {', '.join(valid)}"))
-    model = factory(**kwargs)
+    """The model of an ``Arch`` section; ``pretrained`` (True, a tag, a path or a URL) loads weights."""
+    validate_arch(arch_config)
+    name = arch_config["name"]
+    model = MODELS.build(name, model_options(arch_config), where="Arch")
+    pretrained = arch_config.get("pretrained")
     if pretrained:
-        if pretrained is True:
-            raise ConfigError(f"Arch.pretrained=True: nothing is downloaded; give the path of a .pdparams "
-                              f"file (e.g. one made by tools/convert_weights.py -a {name})")
-        from ..utils.save_load import load_pretrained
-        load_pretrained(model, str(pretrained))
+        from .weights import load_weights
+        load_weights(model, name, pretrained, where="Arch.pretrained")
     return model
 
 
-__all__ = ["build_model", "register_model", "MODELS", "list_models"]
+__all__ = ["build_model", "validate_arch", "model_options", "register_model", "MODELS", "CARDS", "ModelCard",
+           "list_models", "get_model_factory"]

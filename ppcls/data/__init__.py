@@ -6,11 +6,16 @@ import numpy as np
 import paddle
 from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
 
-from ..utils.errors import ConfigError
+from ..utils.errors import ConfigError, unknown_name_error
+from ..utils.registry import split_entry
 from .dataset import DATASETS
-from .preprocess import build_batch_ops
+from .preprocess import BATCH_OPS, OPS, build_batch_ops
 
+# both names give the engine's sampler: sharded over the workers in training, every sample once in
+# evaluation
 _SAMPLERS = ("DistributedBatchSampler", "BatchSampler")
+SAMPLER_KEYS = {"name": str, "batch_size": int, "drop_last": bool, "shuffle": bool}
+LOADER_KEYS = {"num_workers": int, "use_shared_memory": bool, "persistent_workers": bool, "prefetch_factor": int}
 
 
 class ShardedEvalBatchSampler(BatchSampler):
@@ -71,18 +76,30 @@ class InProcessLoader:
 
 def build_dataset(section, where, class_num=None, skip_bad_images=True, max_bad_images=1000):
     ds_cfg = copy.deepcopy(section.get("dataset") or {})
-    name = ds_cfg.pop("name", None)
-    if name is None:
-        raise ConfigError(f"{where}.dataset.name: required")
-    cls = DATASETS.get(name, where=f"{where}.dataset.name")
-    ds_cfg.pop("batch_transform_ops", None)
-    import inspect
-    params = inspect.signature(cls.__init__).parameters
-    for key, value in (("class_num", class_num), ("skip_bad_images", skip_bad_images),
-                       ("max_bad_images", max_bad_images)):
-        if key in params and key not in ds_cfg and value is not None:
-            ds_cfg[key] = value
-    return cls(**ds_cfg)
+    ds_cfg.pop("batch_transform_ops", None)  # applied by the training loop, not the dataset
+    name, options = split_entry(ds_cfg, f"{where}.dataset", named_key="name")
+    fixed = {k: v for k, v in (("class_num", class_num), ("skip_bad_images", skip_bad_images),
+                               ("max_bad_images", max_bad_images)) if v is not None}
+    return DATASETS.build(name, options, f"{where}.dataset", name_where=f"{where}.dataset.name", **fixed)
+
+
+def validate_loader_section(section, where):
+    """One ``DataLoader.<part>``: dataset (registered, with its options), transform ops, batch ops,
+    sampler and loader keys."""
+    from ..utils.config import check_keys
+    check_keys(where, section, {"dataset": dict, "sampler": dict, "loader": dict})
+    ds = dict((section or {}).get("dataset") or {})
+    ops = ds.pop("transform_ops", None)
+    batch_ops = ds.pop("batch_transform_ops", None)
+    name, options = split_entry(ds, f"{where}.dataset", named_key="name")
+    DATASETS.validate(name, options, f"{where}.dataset", extra=("transform_ops",), name_where=f"{where}.dataset.name")
+    OPS.validate_entries(ops, f"{where}.dataset.transform_ops")
+    BATCH_OPS.validate_entries(batch_ops, f"{where}.dataset.batch_transform_ops", extra=("class_num",))
+    sampler = (section or {}).get("sampler")
+    check_keys(f"{where}.sampler", sampler, SAMPLER_KEYS)
+    if sampler and sampler.get("name", _SAMPLERS[0]) not in _SAMPLERS:
+        raise unknown_name_error("sampler", sampler["name"], _SAMPLERS, where=f"{where}.sampler.name")
+    check_keys(f"{where}.loader", (section or {}).get("loader"), LOADER_KEYS)
 
 
 def build_dataloader(section, mode, class_num=None, seed=None, rank=0, world_size=1,
@@ -97,7 +114,6 @@ def build_dataloader(section, mode, class_num=None, seed=None, rank=0, world_siz
     sampler_cfg = dict(section.get("sampler") or {})
     name = sampler_cfg.pop("name", "DistributedBatchSampler")
     if name not in _SAMPLERS:
-        from ..utils.errors import unknown_name_error
         raise unknown_name_error("sampler", name, _SAMPLERS, where=f"{where}.sampler.name")
     batch_size = sampler_cfg.get("batch_size", 64)
     if not isinstance(batch_size, int) or batch_size < 1:

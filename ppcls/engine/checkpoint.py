@@ -10,6 +10,8 @@ back to that copy, so a crash at any point of a save loses at most that save.
 import os
 import zlib
 
+import numpy as np
+
 from ..utils.errors import ConfigError
 from ..utils.save_load import atomic_save, load_state_file
 
@@ -136,3 +138,37 @@ def restore_optimizer_state(state, model):
         else:
             out[k] = v
     return out
+
+
+class Checkpoints:
+    """Saves and restores the run's checkpoints in ``directory`` (``latest``, ``best_model``,
+    ``epoch_N``): the model, the optimizer with its schedule (keyed portably), the EMA weights and the
+    loop's state. Only rank 0 saves."""
+
+    def __init__(self, directory, model, optimizer, ema=None, rank=0):
+        self.directory, self.model, self.optimizer, self.ema, self.rank = directory, model, optimizer, ema, rank
+
+    def save(self, name, states):
+        if self.rank != 0:
+            return
+        prefix = os.path.join(self.directory, name)
+        opt_state = portable_optimizer_state(self.optimizer.state_dict(), self.model)
+        save_checkpoint(prefix, self.model.state_dict(), opt_state, states,
+                        self.ema.state_dict() if self.ema is not None else None)
+        from ..utils.logger import logger
+        logger.info(f"Already save model in {prefix}")
+
+    def restore(self, prefix, arch_name):
+        """Load ``prefix`` into the model, optimizer and EMA; returns its states dict."""
+        model_state, opt_state, states, ema_state = load_checkpoint(prefix)
+        target = self.model.state_dict()
+        common = [k for k in target if k in model_state]
+        bad = [k for k in common if list(np.shape(model_state[k])) != list(target[k].shape)]
+        if not common or bad or len(common) < len(target):
+            raise ConfigError(f"{prefix}.pdparams is not a checkpoint of {arch_name} with this Arch config "
+                              f"({len(common)}/{len(target)} keys match, {len(bad)} mis-shaped)")
+        self.model.set_state_dict(model_state)
+        self.optimizer.set_state_dict(restore_optimizer_state(opt_state, self.model))
+        if self.ema is not None and ema_state is not None:
+            self.ema.set_state_dict(ema_state)
+        return states

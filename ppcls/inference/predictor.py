@@ -9,7 +9,7 @@ import yaml
 from ..utils.device import available_cores
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
-from .export import read_label_list
+from .labels import label_names
 from .pipeline import Preprocess, Topk, format_result, list_images, load_batches
 
 GLOBAL_DEFAULTS = {
@@ -17,6 +17,12 @@ GLOBAL_DEFAULTS = {
     "enable_mkldnn": True, "cpu_num_threads": 0, "ir_optim": True, "use_tensorrt": False, "use_fp16": False,
     "use_onnx": False, "benchmark": False, "enable_benchmark": False, "max_images": 0,
 }
+
+
+def default_deploy_config():
+    """The installed deploy config (the repository's deploy/configs/inference_cls.yaml)."""
+    from ..utils.config import INSTALLED_CONFIGS
+    return os.path.join(INSTALLED_CONFIGS, "deploy", "inference_cls.yaml")
 
 
 def read_meta(model_dir):
@@ -113,12 +119,7 @@ def build_pipeline(config, meta):
                           "which records them in inference.yml)")
     topk_cfg = dict((config.get("PostProcess") or {}).get("Topk") or {})
     recorded = (meta.get("PostProcess") or {}).get("Topk") or {}
-    labels = None
-    if topk_cfg.get("class_id_map_file"):
-        lm = read_label_list(topk_cfg["class_id_map_file"])
-        labels = [lm.get(i, "") for i in range(max(lm) + 1)] if lm else None
-    elif recorded.get("label_list"):
-        labels = recorded["label_list"]
+    labels = label_names(topk_cfg.get("class_id_map_file")) or recorded.get("label_list") or None
     topk = Topk(topk_cfg.get("topk", recorded.get("topk", 5)), labels, apply_softmax=not meta.get("softmax", True))
     return Preprocess(ops), topk
 

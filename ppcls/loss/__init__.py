@@ -2,6 +2,7 @@
 import paddle.nn as nn
 
 from ..utils.errors import ConfigError
+from ..utils.registry import split_entry
 from .registry import LOSSES, register_loss
 from . import celoss, seg_loss  # noqa: F401  (register)
 
@@ -16,10 +17,9 @@ class CombinedLoss(nn.Layer):
         self.names, self.weights = [], []
         self.losses = nn.LayerList()
         for i, item in enumerate(config_list):
-            name, kwargs = next(iter(item.items()))
-            kwargs = dict(kwargs or {})
+            name, kwargs = split_entry(item, f"{where}[{i}]")
             weight = float(kwargs.pop("weight", 1.0))
-            self.losses.append(LOSSES.get(name, where=f"{where}[{i}]")(**kwargs))
+            self.losses.append(LOSSES.build(name, kwargs, f"{where}[{i}].{name}", name_where=f"{where}[{i}]"))
             self.names.append(name)
             self.weights.append(weight)
 
@@ -35,3 +35,11 @@ class CombinedLoss(nn.Layer):
 
 def build_loss(config_list, where="Loss"):
     return CombinedLoss(config_list, where) if config_list else None
+
+
+def validate_losses(section):
+    """``Loss.Train`` / ``Loss.Eval``: lists of registered losses, each with an optional ``weight``."""
+    from ..utils.config import check_keys
+    check_keys("Loss", section, {"Train": list, "Eval": list})
+    for part in ("Train", "Eval"):
+        LOSSES.validate_entries((section or {}).get(part), f"Loss.{part}", extra=("weight",))

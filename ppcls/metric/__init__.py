@@ -5,10 +5,7 @@ from . import topk, seg_metrics  # noqa: F401  (register)
 
 class CombinedMetrics:
     def __init__(self, config_list, where="Metric"):
-        self.metrics = []
-        for i, item in enumerate(config_list or []):
-            name, kwargs = next(iter(item.items()))
-            self.metrics.append(METRICS.get(name, where=f"{where}[{i}]")(**(kwargs or {})))
+        self.metrics = METRICS.build_entries(config_list, where)
 
     def __bool__(self):
         return bool(self.metrics)
@@ -37,3 +34,10 @@ class CombinedMetrics:
         for m in self.metrics:
             out.update(m.compute())
         return out
+
+
+def validate_metrics(section):
+    from ..utils.config import check_keys
+    check_keys("Metric", section, {"Train": list, "Eval": list})
+    for part in ("Train", "Eval"):
+        METRICS.validate_entries((section or {}).get(part), f"Metric.{part}")

@@ -1,5 +1,5 @@
-"""Configuration: YAML files with ``_BASE_`` inheritance, ``-o dotted.key=value`` overrides, the
-release/2.0 (legacy) schema translated on load, and validation with one-line errors.
+"""Loading configs: YAML files with ``_BASE_`` inheritance, ``-o dotted.key=value`` overrides, and the
+release/2.0 (legacy) schema translated on load. Validation against the registries is ``ppcls.schema``.
 
 Values given on the command line are parsed as YAML scalars or lists (``-o Global.epochs=10``,
 ``-o Global.checkpoints=null``, ``-o Optimizer.lr.decay_epochs=[30,60]``), never evaluated as code.
@@ -9,9 +9,36 @@ import os
 
 import yaml
 
-from .errors import ConfigError, nearest
+from .errors import ConfigError, did_you_mean, nearest
+from .logger import logger
 
 BASE_KEY = "_BASE_"
+# the configs installed with the package (ppcls/configs); the repository's configs/ points there
+INSTALLED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+_warned = set()
+
+
+def warn_compat(key, why=""):
+    """Once per process: a key kept for PaddleClas compatibility that changes nothing here."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    logger.warning(f"{key}: accepted for compatibility; it has no effect" + (f" ({why})" if why else ""))
+
+
+def resolve_config_path(path):
+    """``path`` itself, else the installed config of that name (``DLA/DLA60.yaml`` or
+    ``configs/DLA/DLA60.yaml`` from any directory)."""
+    if os.path.isfile(path):
+        return path
+    rel = os.path.normpath(path)
+    if rel.startswith("configs" + os.sep):
+        rel = rel[len("configs") + 1:]
+    candidate = os.path.join(INSTALLED_CONFIGS, rel)
+    if not os.path.isabs(path) and os.path.isfile(candidate):
+        return candidate
+    raise ConfigError(f"config file not found: {path} (nor among the installed configs in {INSTALLED_CONFIGS})")
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -50,7 +77,7 @@ def merge(base, override):
 
 
 def load_yaml_with_bases(path, _seen=None):
-    path = os.path.abspath(path)
+    path = os.path.abspath(resolve_config_path(path) if _seen is None else path)
     seen = set(_seen or ())
     if path in seen:
         raise ConfigError(f"{path}: _BASE_ inheritance loop")
@@ -99,7 +126,8 @@ LEGACY_OVERRIDE_KEYS = {
 }
 
 
-def apply_override(config, item):
+def apply_override(config, item, legacy=False):
+    """Set ``key=value`` in ``config``; ``legacy``: the config is still in the release/2.0 schema."""
     if "=" not in item:
         raise ConfigError(f"-o {item}: expected KEY=VALUE")
     key, text = item.split("=", 1)
@@ -107,12 +135,16 @@ def apply_override(config, item):
     if not key:
         raise ConfigError(f"-o {item}: empty key")
     value = parse_value(text)
-    if key == "load_static_weights":
+    if key == "load_static_weights" and not legacy:
         if value in (True, "True", "true"):
             raise ConfigError("-o load_static_weights=True: static-graph weights are not supported; "
                               "convert them to dygraph .pdparams first")
         return config
-    key = LEGACY_OVERRIDE_KEYS.get(key, key)
+    if not legacy:
+        key = LEGACY_OVERRIDE_KEYS.get(key, key)
+        if key.split(".")[0] in LEGACY_MARKERS:
+            raise ConfigError(f"-o {key}: a release/2.0 key, but this config is in the modern schema "
+                              "(e.g. TRAIN.file_list is DataLoader.Train.dataset.cls_label_path here)")
     parts = key.split(".")
     node = config
     for i, part in enumerate(parts[:-1]):
@@ -161,6 +193,15 @@ LEGACY_TOP_KEYS = {
     "load_static_weights", "use_gpu", "print_interval", "use_ema", "ema_decay", "use_aa",
     "use_distillation", "use_dali", "use_fp16", "shuffle_seed", "fuse_bn",
 }
+LEGACY_LOADER_KEYS = {"batch_size", "num_workers", "file_list", "data_dir", "shuffle_seed", "transforms", "mix"}
+# keys of a release/2.0 file that have no counterpart here: what they did there
+LEGACY_NO_EFFECT = {
+    "total_images": "the iterations per epoch come from the file list",
+    "last_epoch": "a resumed run restores its epoch from the checkpoint",
+    "shuffle_seed": "shuffling follows Global.seed",
+    "fuse_bn": "Paddle Inference fuses BatchNorm at export",
+    "use_dali": "the loader is paddle.io.DataLoader",
+}
 
 
 def is_legacy(cfg):
@@ -182,37 +223,7 @@ def _legacy_ops(ops, where):
     return out
 
 
-def translate_legacy(cfg, world_size=1):
-    """release/2.0 flat schema -> the modern schema (see docs in README: 'Legacy configs')."""
-    unknown = [k for k in cfg if k not in LEGACY_TOP_KEYS]
-    if unknown:
-        hint = nearest(unknown[0], LEGACY_TOP_KEYS)
-        raise ConfigError(f"{unknown[0]}: unknown key in a release/2.0 config"
-                          + (f" (did you mean '{hint}'?)" if hint else ""))
-    arch = cfg.get("ARCHITECTURE") or {}
-    if "name" not in arch:
-        raise ConfigError("ARCHITECTURE.name is required")
-    g = {
-        "pretrained_model": cfg.get("pretrained_model"),
-        "checkpoints": cfg.get("checkpoints"),
-        "output_dir": cfg.get("model_save_dir", "./output/"),
-        "epochs": cfg.get("epochs", 120),
-        "save_interval": cfg.get("save_interval", 1),
-        "eval_during_train": cfg.get("validate", True),
-        "eval_interval": cfg.get("valid_interval", 1),
-        "image_shape": cfg.get("image_shape", [3, 224, 224]),
-        "print_batch_step": cfg.get("print_interval", 10),
-    }
-    if "use_gpu" in cfg:
-        g["device"] = "gpu" if cfg["use_gpu"] else "cpu"
-    new = {"Global": g,
-           "Arch": dict(name=arch["name"], class_num=cfg.get("classes_num", 1000), **(arch.get("params") or {}))}
-    eps = cfg.get("ls_epsilon", -1)
-    ce = {"weight": 1.0}
-    if eps is not None and 0 < float(eps) < 1:
-        ce["epsilon"] = float(eps)
-    new["Loss"] = {"Train": [{"CELoss": ce}], "Eval": [{"CELoss": {"weight": 1.0}}]}
-    lr_cfg = cfg.get("LEARNING_RATE") or {}
+def _legacy_lr(lr_cfg):
     fn = lr_cfg.get("function", "Piecewise")
     p = dict(lr_cfg.get("params") or {})
     base_lr = p.pop("lr", 0.1)
@@ -230,11 +241,75 @@ def translate_legacy(cfg, world_size=1):
     else:
         raise ConfigError(f"LEARNING_RATE.function: '{fn}' has no modern equivalent here "
                           "(supported: Piecewise, Cosine, CosineWarmup, Linear)")
-    p.pop("step_each_epoch", None)
+    p.pop("step_each_epoch", None)  # derived from the loader here
     p.pop("epochs", None)
     lr.update(p)
+    return lr
+
+
+def _legacy_loader(old, sec, world_size, use_mix):
+    unknown = [k for k in sec if k not in LEGACY_LOADER_KEYS]
+    if unknown:
+        raise ConfigError(f"{old}.{unknown[0]}: unknown key in a release/2.0 config"
+                          + did_you_mean(unknown[0], LEGACY_LOADER_KEYS, listing=True))
+    total = int(sec.get("batch_size", 256))
+    if total % world_size:
+        raise ConfigError(f"{old}.batch_size={total} (global) does not divide over {world_size} workers")
+    if sec.get("shuffle_seed") is not None:
+        warn_compat(f"{old}.shuffle_seed", LEGACY_NO_EFFECT["shuffle_seed"])
+    ds = {"name": "ImageNetDataset", "image_root": sec.get("data_dir", "./dataset/ILSVRC2012/"),
+          "cls_label_path": sec.get("file_list"),
+          "transform_ops": _legacy_ops(sec.get("transforms"), f"{old}.transforms")}
+    if old == "TRAIN" and use_mix and sec.get("mix"):
+        ds["batch_transform_ops"] = [dict(op) for op in sec["mix"]]
+    return {"dataset": ds,
+            "sampler": {"name": "DistributedBatchSampler", "batch_size": total // world_size,
+                        "drop_last": old == "TRAIN", "shuffle": old == "TRAIN"},
+            "loader": {"num_workers": sec.get("num_workers", 4), "use_shared_memory": True}}
+
+
+def translate_legacy(cfg, world_size=1):
+    """release/2.0 flat schema -> the modern schema (see docs in README: 'Legacy configs')."""
+    unknown = [k for k in cfg if k not in LEGACY_TOP_KEYS]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key in a release/2.0 config" + did_you_mean(unknown[0], LEGACY_TOP_KEYS))
+    arch = cfg.get("ARCHITECTURE") or {}
+    if "name" not in arch:
+        raise ConfigError("ARCHITECTURE.name is required")
+    if cfg.get("load_static_weights"):
+        raise ConfigError("load_static_weights=True: static-graph weights are not supported; "
+                          "convert them to dygraph .pdparams first")
+    if cfg.get("use_distillation"):
+        raise ConfigError("use_distillation=True: distillation training is not part of this toolkit")
+    if cfg.get("mode", "train") not in ("train", "valid", "eval"):
+        raise ConfigError(f"mode: 'train' or 'valid', got {cfg['mode']!r}")
+    for key, why in LEGACY_NO_EFFECT.items():
+        if key in cfg and key != "shuffle_seed" and cfg[key] not in (None, False):
+            warn_compat(key, why)
+    g = {
+        "pretrained_model": cfg.get("pretrained_model"),
+        "checkpoints": cfg.get("checkpoints"),
+        "output_dir": cfg.get("model_save_dir", "./output/"),
+        "epochs": cfg.get("epochs", 120),
+        "save_interval": cfg.get("save_interval", 1),
+        "eval_during_train": cfg.get("validate", True),
+        "eval_interval": cfg.get("valid_interval", 1),
+        "image_shape": cfg.get("image_shape", [3, 224, 224]),
+        "print_batch_step": cfg.get("print_interval", 10),
+    }
+    if "use_gpu" in cfg:
+        g["device"] = "gpu" if cfg["use_gpu"] else "cpu"
+    new = {"Global": g,
+           "Arch": dict(name=arch["name"], class_num=cfg.get("classes_num", 1000), **(arch.get("params") or {}))}
+    if cfg.get("use_fp16"):
+        new["AMP"] = {"use_amp": True, "level": "O1"}
+    eps = cfg.get("ls_epsilon", -1)
+    ce = {"weight": 1.0}
+    if eps is not None and 0 < float(eps) < 1:
+        ce["epsilon"] = float(eps)
+    new["Loss"] = {"Train": [{"CELoss": ce}], "Eval": [{"CELoss": {"weight": 1.0}}]}
     opt_cfg = cfg.get("OPTIMIZER") or {}
-    opt = {"name": opt_cfg.get("function", "Momentum"), "lr": lr}
+    opt = {"name": opt_cfg.get("function", "Momentum"), "lr": _legacy_lr(cfg.get("LEARNING_RATE") or {})}
     opt.update(opt_cfg.get("params") or {})
     reg = opt_cfg.get("regularizer")
     if reg:
@@ -242,62 +317,21 @@ def translate_legacy(cfg, world_size=1):
     new["Optimizer"] = opt
     topk = cfg.get("topk", 5)
     new["Metric"] = {"Train": [{"TopkAcc": {"topk": [1, topk]}}], "Eval": [{"TopkAcc": {"topk": [1, topk]}}]}
-    loaders = {}
-    for old, modern in (("TRAIN", "Train"), ("VALID", "Eval")):
-        sec = cfg.get(old)
-        if not sec:
-            continue
-        total = int(sec.get("batch_size", 256))
-        if total % world_size:
-            raise ConfigError(f"{old}.batch_size={total} (global) does not divide over {world_size} workers")
-        ds = {"name": "ImageNetDataset", "image_root": sec.get("data_dir", "./dataset/ILSVRC2012/"),
-              "cls_label_path": sec.get("file_list"),
-              "transform_ops": _legacy_ops(sec.get("transforms"), f"{old}.transforms")}
-        if old == "TRAIN" and cfg.get("use_mix") and sec.get("mix"):
-            ds["batch_transform_ops"] = [dict(op) for op in sec["mix"]]
-        loaders[modern] = {
-            "dataset": ds,
-            "sampler": {"name": "DistributedBatchSampler", "batch_size": total // world_size,
-                        "drop_last": old == "TRAIN", "shuffle": old == "TRAIN"},
-            "loader": {"num_workers": sec.get("num_workers", 4), "use_shared_memory": True},
-        }
+    loaders = {modern: _legacy_loader(old, cfg[old], world_size, cfg.get("use_mix"))
+               for old, modern in (("TRAIN", "Train"), ("VALID", "Eval")) if cfg.get(old)}
     if loaders:
         new["DataLoader"] = loaders
     if cfg.get("use_ema"):
         new["EMA"] = {"decay": cfg.get("ema_decay", 0.9999)}
     if cfg.get("use_aa") and "Train" in loaders:
         ops = loaders["Train"]["dataset"]["transform_ops"]
-        pos = next((i + 1 for i, op in enumerate(ops) if "RandFlipImage" in op), len(ops))
-        ops.insert(pos, {"AutoAugment": {}})
+        if not any("AutoAugment" in op for op in ops):  # a file listing it already must not get it twice
+            pos = next((i + 1 for i, op in enumerate(ops) if "RandFlipImage" in op), len(ops))
+            ops.insert(pos, {"AutoAugment": {}})
     return new
 
 
-# -- schema -------------------------------------------------------------------------------------
-NUM = (int, float)
-OPT_STR = (str, type(None))
-SCHEMA = {
-    "Global": {
-        "checkpoints": OPT_STR, "pretrained_model": OPT_STR, "output_dir": str, "device": str,
-        "save_interval": int, "save_interval_iters": int, "save_interval_seconds": NUM,
-        "eval_during_train": bool, "eval_interval": int, "start_eval_epoch": int, "epochs": int,
-        "print_batch_step": int, "use_visualdl": bool, "image_shape": list, "save_inference_dir": str,
-        "to_static": bool, "seed": (int, type(None)), "cpu_threads": int, "update_freq": int,
-        "skip_bad_images": bool, "max_bad_images": int, "log_ranks": (str, int, list),
-        "iter_per_epoch": (int, type(None)), "class_num": int, "infer_output_index": int,
-        "nan_policy": str, "eval_mode": str,
-    },
-    "AMP": {"use_amp": bool, "level": str, "scale_loss": NUM, "use_dynamic_loss_scaling": bool,
-            "use_promote": bool, "use_fp16_test": bool, "dtype": str},
-    "EMA": {"decay": NUM},
-}
-TOP_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
-SAMPLER_KEYS = {"name": str, "batch_size": int, "drop_last": bool, "shuffle": bool}
-LOADER_KEYS = {"num_workers": int, "use_shared_memory": bool, "persistent_workers": bool, "prefetch_factor": int}
-INFER_KEYS = {"infer_imgs": (str, list), "batch_size": int, "transforms": list, "PostProcess": dict,
-              "save_dir": OPT_STR}
-POSTPROCESS_KEYS = {"name": str, "topk": int, "class_id_map_file": OPT_STR}
-
-
+# -- schema helpers (the schema itself is ppcls.schema) ----------------------------------------
 def _type_name(t):
     if isinstance(t, tuple):
         return " or ".join(_type_name(x) for x in t)
@@ -305,7 +339,7 @@ def _type_name(t):
             dict: "mapping"}.get(t, t.__name__)
 
 
-def _check_type(path, value, expected):
+def check_type(path, value, expected):
     exp = expected if isinstance(expected, tuple) else (expected,)
     if isinstance(value, bool) and bool not in exp:
         ok = False
@@ -315,129 +349,38 @@ def _check_type(path, value, expected):
         raise ConfigError(f"{path}: expected {_type_name(expected)}, got {type(value).__name__} {value!r}")
 
 
-def _check_keys(path, section, schema):
+def check_keys(path, section, schema):
+    """Every key of ``section`` is in ``schema`` (key: type) and of its type (None passes)."""
     if section is None:
         return
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: expected a mapping, got {type(section).__name__} {section!r}")
     for k, v in section.items():
         if k not in schema:
-            hint = nearest(k, schema.keys())
-            raise ConfigError(f"{path}.{k}: unknown key" + (f" (did you mean '{hint}'?)" if hint else
-                                                            f"; valid keys: {', '.join(sorted(schema))}"))
-        if v is not None or type(None) in (schema[k] if isinstance(schema[k], tuple) else (schema[k],)):
-            _check_type(f"{path}.{k}", v, schema[k])
-
-
-def check_component_list(path, items, registry, extra=()):
-    """A list of one-key mappings ``[{Name: {kwargs}}]``: each name registered, each kwarg accepted."""
-    import inspect
-    if items is None:
-        return
-    if not isinstance(items, list):
-        raise ConfigError(f"{path}: expected a list of {{Name: {{options}}}} entries, got {type(items).__name__}")
-    for i, item in enumerate(items):
-        where = f"{path}[{i}]"
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{where}: expected a one-key mapping {{Name: {{options}}}}, got {item!r}")
-        name, kwargs = next(iter(item.items()))
-        cls = registry.get(name, where=where)
-        if kwargs is None:
-            continue
-        if not isinstance(kwargs, dict):
-            raise ConfigError(f"{where}.{name}: options must be a mapping, got {kwargs!r}")
-        check_kwargs(f"{where}.{name}", cls, kwargs, extra=extra)
-
-
-def check_kwargs(where, fn, kwargs, extra=()):
-    import inspect
-    target = fn.__init__ if inspect.isclass(fn) else fn
-    sig = inspect.signature(target)
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    valid = [p for p in sig.parameters if p not in ("self", "args")] + list(extra)
-    for k in kwargs:
-        if k not in valid:
-            hint = nearest(k, valid)
-            raise ConfigError(f"{where}.{k}: unknown option" + (f" (did you mean '{hint}'?)" if hint else
-                                                                f"; valid: {', '.join(valid)}"))
-
-
-def validate(cfg):
-    """Structure and type checks, with one-line errors naming the key and the nearest valid one."""
-    for k in cfg:
-        if k not in TOP_SECTIONS:
-            hint = nearest(k, TOP_SECTIONS)
-            raise ConfigError(f"{k}: unknown section" + (f" (did you mean '{hint}'?)" if hint else
-                                                         f"; valid sections: {', '.join(TOP_SECTIONS)}"))
-    for sec, schema in SCHEMA.items():
-        _check_keys(sec, cfg.get(sec), schema)
-    if "Arch" not in cfg or not isinstance(cfg["Arch"], dict) or "name" not in cfg["Arch"]:
-        raise ConfigError("Arch.name: required (the model to build)")
-    from ..arch.registry import get_model_factory
-    get_model_factory(cfg["Arch"]["name"])
-    from ..loss import LOSSES
-    from ..metric import METRICS
-    from ..data.preprocess import OPS, BATCH_OPS
-    from ..data.dataset import DATASETS
-    loss = cfg.get("Loss") or {}
-    _check_keys("Loss", loss, {"Train": list, "Eval": list})
-    for part in ("Train", "Eval"):
-        check_component_list(f"Loss.{part}", loss.get(part), LOSSES, extra=("weight",))
-    metric = cfg.get("Metric") or {}
-    _check_keys("Metric", metric, {"Train": list, "Eval": list})
-    for part in ("Train", "Eval"):
-        check_component_list(f"Metric.{part}", metric.get(part), METRICS)
-    if cfg.get("Optimizer") is not None:
-        from ..optimizer import check_optimizer_config
-        check_optimizer_config(cfg["Optimizer"])
-    dl = cfg.get("DataLoader") or {}
-    if not isinstance(dl, dict):
-        raise ConfigError("DataLoader: expected a mapping with Train / Eval")
-    for part, sub in dl.items():
-        if part not in ("Train", "Eval", "Test"):
-            hint = nearest(part, ("Train", "Eval"))
-            raise ConfigError(f"DataLoader.{part}: unknown key" + (f" (did you mean '{hint}'?)" if hint else ""))
-        where = f"DataLoader.{part}"
-        _check_keys(where, sub, {"dataset": dict, "sampler": dict, "loader": dict})
-        ds = dict((sub or {}).get("dataset") or {})
-        if "name" not in ds:
-            raise ConfigError(f"{where}.dataset.name: required")
-        cls = DATASETS.get(ds.pop("name"), where=f"{where}.dataset.name")
-        ops = ds.pop("transform_ops", None)
-        bops = ds.pop("batch_transform_ops", None)
-        check_kwargs(f"{where}.dataset", cls, ds, extra=("transform_ops",))
-        check_component_list(f"{where}.dataset.transform_ops", ops, OPS)
-        check_component_list(f"{where}.dataset.batch_transform_ops", bops, BATCH_OPS, extra=("class_num",))
-        _check_keys(f"{where}.sampler", (sub or {}).get("sampler"), SAMPLER_KEYS)
-        _check_keys(f"{where}.loader", (sub or {}).get("loader"), LOADER_KEYS)
-    infer = cfg.get("Infer")
-    if infer is not None:
-        _check_keys("Infer", infer, INFER_KEYS)
-        check_component_list("Infer.transforms", infer.get("transforms"), OPS)
-        _check_keys("Infer.PostProcess", infer.get("PostProcess"), POSTPROCESS_KEYS)
-    g = cfg.get("Global") or {}
-    for key in ("epochs", "print_batch_step", "eval_interval", "save_interval"):
-        if key in g and g[key] is not None and g[key] < 1:
-            raise ConfigError(f"Global.{key}: must be >= 1, got {g[key]}")
-    return cfg
+            raise ConfigError(f"{path}.{k}: unknown key" + did_you_mean(k, schema.keys(), listing=True))
+        if v is not None:
+            check_type(f"{path}.{k}", v, schema[k])
 
 
 # -- entry point --------------------------------------------------------------------------------
-def get_config(path, overrides=None, world_size=None, show=False):
-    """Load ``path`` (following ``_BASE_``), translate a legacy schema, apply ``-o`` overrides, validate."""
+def load_config(path, overrides=None, world_size=None):
+    """Load ``path`` (following ``_BASE_``), apply ``-o`` overrides, translate a legacy schema. On a
+    release/2.0 file, overrides of its own keys (``TRAIN.file_list=...``, ``epochs=...``,
+    ``LEARNING_RATE.params.lr=...``) apply to it before the translation, the modern ones after."""
     if world_size is None:
         world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", 1))
     cfg = load_yaml_with_bases(path)
+    overrides = list(overrides or [])
     if is_legacy(cfg):
+        own = [o for o in overrides if o.split("=", 1)[0].strip().split(".")[0] in LEGACY_TOP_KEYS]
+        for item in own:
+            apply_override(cfg, item, legacy=True)
         cfg = translate_legacy(cfg, world_size)
-    for item in overrides or []:
+        overrides = [o for o in overrides if o not in own]
+    for item in overrides:
         apply_override(cfg, item)
-    g = cfg.setdefault("Global", {}) or {}
-    cfg["Global"] = g
-    if "class_num" in g and isinstance(cfg.get("Arch"), dict) and "class_num" not in cfg["Arch"]:
-        cfg["Arch"]["class_num"] = g["class_num"]
-    validate(cfg)
+    if not isinstance(cfg.get("Global"), dict):
+        cfg["Global"] = {}
     return cfg
 
 

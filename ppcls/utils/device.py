@@ -1,7 +1,5 @@
 """Device selection, CPU threads, seeds and the distributed context."""
-import base64
 import os
-import pickle
 import random
 
 import numpy as np
@@ -60,18 +58,32 @@ def seed_everything(seed):
 
 
 def rng_state():
-    """The random streams as a base64 string (paddle.save takes neither bytes nor the uint32 numpy state)."""
-    return base64.b64encode(pickle.dumps({"python": random.getstate(), "numpy": np.random.get_state(),
-                         "paddle": paddle.get_rng_state()})).decode("ascii")
+    """The random streams (Python, numpy, Paddle) as plain values and an array, so a checkpoint's
+    states file holds nothing the safe loader refuses."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [int(version), [int(v) for v in mt], gauss],
+            # int64: paddle.save does not take uint32 arrays
+            "numpy": [str(kind), np.asarray(keys, dtype=np.int64), int(pos), int(has_gauss), float(cached)],
+            "paddle": [list(s.__getstate__()) for s in paddle.get_rng_state()]}
 
 
-def set_rng_state(blob):
-    if not blob:
+def set_rng_state(state):
+    if not state:
         return
-    state = pickle.loads(base64.b64decode(blob))
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    paddle.set_rng_state(state["paddle"])
+    if not isinstance(state, dict) or not {"python", "numpy", "paddle"} <= set(state):
+        raise ConfigError("checkpoint states: the saved random state is not in this version's format")
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    generators = []
+    for values in state["paddle"]:
+        # GeneratorState has no constructor in Python; it restores from its own __getstate__ tuple
+        g = paddle.base.core.GeneratorState.__new__(paddle.base.core.GeneratorState)
+        g.__setstate__(tuple(values))
+        generators.append(g)
+    paddle.set_rng_state(generators)
 
 
 def dist_info():

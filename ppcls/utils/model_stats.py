@@ -113,18 +113,3 @@ def paper_units(params, flops):
     p = f"{params / 2 ** 20:.2f}M"
     f = f"{flops / 2 ** 30:.2f}G" if flops >= 2 ** 30 else f"{flops / 2 ** 20:.1f}M"
     return p, f
-
-
-def model_summary(name, input_size=224, class_num=None, **arch_kwargs):
-    """Everything tools/paras_flops.py prints, as a dict. ``arch_kwargs`` are model options (Arch.*)."""
-    from ..arch import build_model
-    cfg = dict(arch_kwargs, name=name)
-    if class_num is not None:
-        cfg["class_num"] = class_num
-    model = build_model(cfg)
-    shape = (1, 3, input_size, input_size)
-    params = count_params(model)
-    flops = count_paper_flops(model, shape)
-    pp, pf = paper_units(params, flops)
-    return {"name": name, "input_size": input_size, "params": params, "macs": count_macs(model, shape),
-            "paper_flops": flops, "paper_params": pp, "paper_flops_str": pf}

@@ -1,20 +1,26 @@
 """Saving and loading weights and checkpoints.
 
 Every file is written atomically (temporary file in the same directory, fsync, rename), so a crash or
-a full disk during a save never leaves a corrupt file behind under the final name.
+a full disk during a save never leaves a corrupt file behind under the final name. Every file is read
+through the safe loader (``safe_pickle``): ``paddle.load`` would run code a crafted file names.
 """
 import os
 import tempfile
-import warnings
 
 import numpy as np
 import paddle
 
-from .errors import ConfigError
+from . import safe_pickle
+from .errors import ConfigError, RunError
 from .logger import logger
 
+# keys paddle.save adds beside the weights: the structured-name table, and the slices of arrays
+# too big for pickle protocols 2/3
+_NAME_TABLE = "StructuredToParameterName@@"
+_BIG_PARAMS = "UnpackBigParamInfor@@"
 
-class SaveError(ConfigError):
+
+class SaveError(RunError):
     pass
 
 
@@ -48,29 +54,45 @@ def _with_suffix(path, suffix=".pdparams"):
     return path if path.endswith(suffix) else path + suffix
 
 
+def _tensor_tuples_to_arrays(obj):
+    """Paddle 2.1 stored a tensor as (name, ndarray); a loaded state holds the array."""
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
+        return obj[1]
+    if isinstance(obj, dict):
+        return type(obj)((k, _tensor_tuples_to_arrays(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [_tensor_tuples_to_arrays(v) for v in obj]
+    return obj
+
+
 def load_state_file(path, what="weights"):
-    """paddle.load with a one-line error for a missing or unreadable file."""
+    """A file written by ``paddle.save`` (weights, optimizer state, checkpoint states), read with the
+    safe loader; arrays come back as numpy arrays. One-line errors for a missing, unreadable or
+    refused file."""
     if not os.path.isfile(path):
         raise ConfigError(f"{what} file not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = paddle.load(path)
-    except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{what} file {path} is unreadable or truncated ({msg[:200]})") from None
-    return state
+    state = safe_pickle.load(path, what=f"{what} file")
+    if isinstance(state, dict):
+        for key, info in (state.pop(_BIG_PARAMS, None) or {}).items():
+            state[key] = np.concatenate([state.pop(part) for part in info["slices"]]).reshape(info["OriginShape"])
+        state.pop(_NAME_TABLE, None)
+    return _tensor_tuples_to_arrays(state)
 
 
 def load_pretrained(model, path, strict=False):
-    """Load weights from ``path`` (with or without ``.pdparams``) into ``model``.
+    """Load a ``.pdparams`` file (``path`` with or without the suffix) into ``model``; see
+    ``apply_state_dict``."""
+    file = _with_suffix(path)
+    return apply_state_dict(model, load_state_file(file, "pretrained weights"), file, strict)
+
+
+def apply_state_dict(model, state, file, strict=False):
+    """Load ``state`` (read from ``file``) into ``model``.
 
     Reports missing, unexpected and shape-mismatched keys. A classifier of another width (another
     class_num) is skipped with a warning, as fine-tuning needs. Other mismatches are errors unless
     no key matches at all, which means a checkpoint of another architecture (also an error).
     """
-    file = _with_suffix(path)
-    state = load_state_file(file, "pretrained weights")
     if not isinstance(state, dict):
         raise ConfigError(f"{file}: not a state dict")
     target = model.state_dict()
@@ -99,7 +121,7 @@ def load_pretrained(model, path, strict=False):
     if unexpected:
         logger.warning(f"{file}: {len(unexpected)} unexpected keys ignored: "
                        f"{', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
-    logger.info(f"Finish load pretrained model from {path}")
+    logger.info(f"Finish load pretrained model from {file}")
     return dict(missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 

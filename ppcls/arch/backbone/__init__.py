@@ -1,8 +1,12 @@
-"""All backbones. Importing this package registers every family; each model is also an attribute
-here (``ppcls.arch.backbone.DLA60``)."""
-from ..registry import MODELS
+"""Every backbone of the zoo, by family; importing this package registers them all."""
 from .base import Backbone
-from . import paddle_models, dla, rlanet, rexnet, rexunet, residual_attention  # noqa: F401  (register)
+from .dla import *  # noqa: F401,F403
+from .rlanet import *  # noqa: F401,F403
+from .rexnet import *  # noqa: F401,F403
+from .rexunet import *  # noqa: F401,F403
+from .residual_attention import *  # noqa: F401,F403
+from .paddle_models import *  # noqa: F401,F403
+from . import dla, paddle_models, residual_attention, rexnet, rexunet, rlanet
 
-globals().update(MODELS)
-__all__ = ["Backbone"] + sorted(MODELS)
+__all__ = (["Backbone"] + dla.__all__ + rlanet.__all__ + rexnet.__all__ + rexunet.__all__
+           + residual_attention.__all__ + paddle_models.__all__)

@@ -10,25 +10,32 @@ original, all without effect on the logits at the reference size 224:
 - the classifier is the original 1x1 convolution with bias, then flatten.
 """
 import math
+from collections import namedtuple
 
 import paddle
 import paddle.nn as nn
 
-from ..registry import register_model
+from ..registry import ModelCard, variant
+from ..weights import EvalTransform, Weights, register_weights
 from .base import Backbone
 
-# name: (levels, channels, block, residual_root, cardinality)
+__all__ = ["DLA", "DLA_SPECS", "DLA34", "DLA46_c", "DLA46x_c", "DLA60x_c", "DLA60", "DLA60x", "DLA102",
+           "DLA102x", "DLA102x2", "DLA169"]
+
+DLARow = namedtuple("DLARow", "levels channels block residual_root cardinality params macs")
+_NARROW, _WIDE = (16, 32, 64, 64, 128, 256), (16, 32, 128, 256, 512, 1024)
+# params / conv+linear MACs at 224: measured from the built models (tests/test_model_cards.py)
 DLA_SPECS = {
-    "DLA34": ((1, 1, 1, 2, 2, 1), (16, 32, 64, 128, 256, 512), "basic", False, None),
-    "DLA46_c": ((1, 1, 1, 2, 2, 1), (16, 32, 64, 64, 128, 256), "bottleneck", False, None),
-    "DLA46x_c": ((1, 1, 1, 2, 2, 1), (16, 32, 64, 64, 128, 256), "bottleneck", False, 32),
-    "DLA60x_c": ((1, 1, 1, 2, 3, 1), (16, 32, 64, 64, 128, 256), "bottleneck", False, 32),
-    "DLA60": ((1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", False, None),
-    "DLA60x": ((1, 1, 1, 2, 3, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", False, 32),
-    "DLA102": ((1, 1, 1, 3, 4, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", True, None),
-    "DLA102x": ((1, 1, 1, 3, 4, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", True, 32),
-    "DLA102x2": ((1, 1, 1, 3, 4, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", True, 64),
-    "DLA169": ((1, 1, 2, 3, 5, 1), (16, 32, 128, 256, 512, 1024), "bottleneck", True, None),
+    "DLA34": DLARow((1, 1, 1, 2, 2, 1), (16, 32, 64, 128, 256, 512), "basic", False, None, 15742104, 3060043776),
+    "DLA46_c": DLARow((1, 1, 1, 2, 2, 1), _NARROW, "bottleneck", False, None, 1301400, 574269440),
+    "DLA46x_c": DLARow((1, 1, 1, 2, 2, 1), _NARROW, "bottleneck", False, 32, 1068440, 532723712),
+    "DLA60x_c": DLARow((1, 1, 1, 2, 3, 1), _NARROW, "bottleneck", False, 32, 1319832, 581294080),
+    "DLA60": DLARow((1, 1, 1, 2, 3, 1), _WIDE, "bottleneck", False, None, 22036632, 4235878400),
+    "DLA60x": DLARow((1, 1, 1, 2, 3, 1), _WIDE, "bottleneck", False, 32, 17352344, 3516555264),
+    "DLA102": DLARow((1, 1, 1, 3, 4, 1), _WIDE, "bottleneck", True, None, 33268888, 7164551168),
+    "DLA102x": DLARow((1, 1, 1, 3, 4, 1), _WIDE, "bottleneck", True, 32, 26309272, 5847932928),
+    "DLA102x2": DLARow((1, 1, 1, 3, 4, 1), _WIDE, "bottleneck", True, 64, 41282200, 9283985408),
+    "DLA169": DLARow((1, 1, 2, 3, 5, 1), _WIDE, "bottleneck", True, None, 53389720, 11557560320),
 }
 
 
@@ -189,17 +196,63 @@ class DLA(Backbone):
         return self.fc(x).flatten(1)
 
 
-def _factory(name, spec):
-    levels, channels, block, residual_root, cardinality = spec
-
-    def factory(class_num=1000, **kwargs):
-        return DLA(levels, channels, block, residual_root, cardinality, class_num=class_num, **kwargs)
-    factory.__name__ = name
-    factory.__qualname__ = name
-    factory.__doc__ = f"{name}: levels {levels}, channels {channels}, {block} blocks" + \
-        (f", cardinality {cardinality}" if cardinality else "") + (", residual roots" if residual_root else "")
-    return register_model(name)(factory)
+def _dla(name):
+    row = DLA_SPECS[name]
+    doc = (f"{name}: levels {row.levels}, channels {row.channels}, {row.block} blocks"
+           + (f", cardinality {row.cardinality}" if row.cardinality else "")
+           + (", residual roots" if row.residual_root else ""))
+    fixed = dict(levels=row.levels, channels=row.channels, block=row.block, residual_root=row.residual_root,
+                 cardinality=row.cardinality)
+    return variant(name, DLA, fixed, doc, ModelCard("DLA", row.params, row.macs))
 
 
-for _name, _spec in DLA_SPECS.items():
-    globals()[_name] = _factory(_name, _spec)
+DLA34 = _dla("DLA34")
+DLA46_c = _dla("DLA46_c")
+DLA46x_c = _dla("DLA46x_c")
+DLA60x_c = _dla("DLA60x_c")
+DLA60 = _dla("DLA60")
+DLA60x = _dla("DLA60x")
+DLA102 = _dla("DLA102")
+DLA102x = _dla("DLA102x")
+DLA102x2 = _dla("DLA102x2")
+DLA169 = _dla("DLA169")
+
+
+# -- published weights: PaddleClas's conversions, timm's Hub files, the authors' own (whose host,
+# dl.yf.io, may no longer answer); accuracies as each source published them
+_PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
+_PADDLECLAS_ACC = "PaddleClas docs/zh_CN/models/ImageNet1k/DLA.md (PaddlePaddle/PaddleClas@d178931f)"
+_TIMM_ACC = "timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b5850)"
+
+
+def _paddleclas(name, top1, top5):
+    return Weights("paddleclas_in1k", "paddle", f"{name}_pretrained.pdparams",
+                   url=f"{_PADDLECLAS_URL}{name}_pretrained.pdparams", top1=top1, top5=top5, published=_PADDLECLAS_ACC,
+                   license="Apache-2.0 (PaddleClas); converted from the BSD-3-Clause ucbdrive/dla weights",
+                   default=True)
+
+
+def _timm(hub, top1, top5):
+    return Weights("timm_in1k", "timm", "model.safetensors", hub=hub, top1=top1, top5=top5, published=_TIMM_ACC,
+                   license="BSD-3-Clause (timm pretrained_cfg)", eval=EvalTransform())
+
+
+def _ucbdrive(file):
+    return Weights("original", "torch", file, url=f"http://dl.yf.io/dla/models/imagenet/{file}",
+                   sha256_prefix=file.rsplit("-", 1)[1].split(".")[0], license="BSD-3-Clause (ucbdrive/dla)",
+                   notes="the ucbdrive README publishes no accuracy table")
+
+
+DLA_WEIGHTS = {
+    "DLA34": (_paddleclas("DLA34", 76.03, 92.98), _timm("timm/dla34.in1k", 74.632, 92.052), _ucbdrive("dla34-ba72cf86.pth")),
+    "DLA46_c": (_paddleclas("DLA46_c", 63.21, 85.3), _timm("timm/dla46_c.in1k", 64.88, 86.33), _ucbdrive("dla46_c-2bfd52c3.pth")),
+    "DLA46x_c": (_paddleclas("DLA46x_c", 64.36, 86.01), _timm("timm/dla46x_c.in1k", 66.008, 86.946), _ucbdrive("dla46x_c-d761bae7.pth")),
+    "DLA60": (_paddleclas("DLA60", 76.1, 92.92), _timm("timm/dla60.in1k", 77.036, 93.316), _ucbdrive("dla60-24839fc4.pth")),
+    "DLA60x": (_paddleclas("DLA60x", 77.53, 93.78), _timm("timm/dla60x.in1k", 78.234, 94.022), _ucbdrive("dla60x-d15cacda.pth")),
+    "DLA60x_c": (_paddleclas("DLA60x_c", 66.45, 87.54), _timm("timm/dla60x_c.in1k", 67.928, 88.426), _ucbdrive("dla60x_c-b870c45c.pth")),
+    "DLA102": (_paddleclas("DLA102", 78.93, 94.52), _timm("timm/dla102.in1k", 78.016, 93.952), _ucbdrive("dla102-d94d9790.pth")),
+    "DLA102x": (_paddleclas("DLA102x", 78.1, 94.0), _timm("timm/dla102x.in1k", 78.516, 94.226), _ucbdrive("dla102x-ad62be81.pth")),
+    "DLA102x2": (_paddleclas("DLA102x2", 78.85, 94.45), _timm("timm/dla102x2.in1k", 79.448, 94.654), _ucbdrive("dla102x2-262837b6.pth")),
+    "DLA169": (_paddleclas("DLA169", 78.09, 94.09), _timm("timm/dla169.in1k", 78.702, 94.334), _ucbdrive("dla169-0914e092.pth")),
+}
+register_weights(DLA_WEIGHTS)

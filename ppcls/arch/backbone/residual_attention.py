@@ -19,9 +19,15 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..registry import register_model
+from ...utils.errors import ConfigError
+from ..registry import ModelCard, variant
 from .base import Backbone
 from .resize import bilinear_resize
+
+__all__ = ["ResidualAttentionNet", "ATTENTION_SPECS", "ATTENTION_MODELS",
+           "AttentionNet56", "AttentionNet92", "AttentionNet128", "AttentionNet164", "AttentionNet236",
+           "AttentionNet452", "AttentionNet56_CIFAR", "AttentionNet92_CIFAR", "AttentionNet128_CIFAR",
+           "AttentionNet164_CIFAR", "AttentionNet236_CIFAR", "AttentionNet452_CIFAR"]
 
 # depth: ((p, t, r), modules per stage)
 ATTENTION_SPECS = {
@@ -127,7 +133,6 @@ class ResidualAttentionNet(Backbone):
     def __init__(self, depth=56, cifar=False, class_num=1000, return_stages=None, frozen_stages=-1, norm_eval=False):
         super().__init__(return_stages, frozen_stages, norm_eval)
         if depth not in ATTENTION_SPECS:
-            from ...utils.errors import ConfigError
             raise ConfigError(f"depth {depth}: one of {sorted(ATTENTION_SPECS)}")
         (p, t, r), modules = ATTENTION_SPECS[depth]
         if cifar:
@@ -191,16 +196,44 @@ class ResidualAttentionNet(Backbone):
         return x if self.output is None else self.output(x)
 
 
-def _factory(name, depth, cifar):
-    def factory(class_num=10 if cifar else 1000, **kwargs):
-        return ResidualAttentionNet(depth, cifar, class_num=class_num, **kwargs)
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"Residual Attention Network, depth {depth}, {'CIFAR (32x32)' if cifar else 'ImageNet (224x224)'}."
-    return register_model(name)(factory)
+# name: (params, conv+linear MACs per image at the reference size: 224, CIFAR 32), measured from
+# the built models (tests/test_model_cards.py)
+_CARDS = {
+    "AttentionNet128": (57467048, 15001460736),
+    "AttentionNet128_CIFAR": (13905770, 1215703040),
+    "AttentionNet164": (70295208, 19366772736),
+    "AttentionNet164_CIFAR": (17124970, 1572055040),
+    "AttentionNet236": (95951528, 28097396736),
+    "AttentionNet236_CIFAR": (23563370, 2284759040),
+    "AttentionNet452": (176499368, 48487317504),
+    "AttentionNet452_CIFAR": (43783274, 3949242368),
+    "AttentionNet56": (31810728, 6270836736),
+    "AttentionNet56_CIFAR": (7467370, 502999040),
+    "AttentionNet92": (52466344, 10533789696),
+    "AttentionNet92_CIFAR": (12646506, 850995200),
+}
 
 
-for _depth in ATTENTION_SPECS:
-    globals()[f"AttentionNet{_depth}"] = _factory(f"AttentionNet{_depth}", _depth, False)
-    globals()[f"AttentionNet{_depth}_CIFAR"] = _factory(f"AttentionNet{_depth}_CIFAR", _depth, True)
+def _attention(depth, cifar):
+    name = f"AttentionNet{depth}" + ("_CIFAR" if cifar else "")
+    params, macs = _CARDS[name]
+    doc = f"Residual Attention Network, depth {depth}, {'CIFAR (32x32)' if cifar else 'ImageNet (224x224)'}."
+    return variant(name, ResidualAttentionNet, dict(depth=depth, cifar=cifar), doc,
+                   ModelCard("ResidualAttention", params, macs, 32 if cifar else 224),
+                   defaults=dict(class_num=10) if cifar else None)
+
+
+AttentionNet56 = _attention(56, False)
+AttentionNet92 = _attention(92, False)
+AttentionNet128 = _attention(128, False)
+AttentionNet164 = _attention(164, False)
+AttentionNet236 = _attention(236, False)
+AttentionNet452 = _attention(452, False)
+AttentionNet56_CIFAR = _attention(56, True)
+AttentionNet92_CIFAR = _attention(92, True)
+AttentionNet128_CIFAR = _attention(128, True)
+AttentionNet164_CIFAR = _attention(164, True)
+AttentionNet236_CIFAR = _attention(236, True)
+AttentionNet452_CIFAR = _attention(452, True)
 
 ATTENTION_MODELS = [f"AttentionNet{d}{s}" for d in ATTENTION_SPECS for s in ("", "_CIFAR")]

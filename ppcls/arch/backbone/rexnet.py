@@ -6,12 +6,17 @@ map key for key. Channel widths follow the original's float accumulation with Py
 round-half-to-even; the residual adds the block input to the first ``in`` output channels only.
 """
 import math
+from collections import namedtuple
 
 import paddle
 import paddle.nn as nn
 
-from ..registry import register_model
+from ..registry import ModelCard, variant
+from ..weights import EvalTransform, Weights, register_weights
 from .base import Backbone
+
+__all__ = ["ReXNet", "REXNET_SPECS", "rexnet_channels", "ReXNet_1_0", "ReXNet_1_3", "ReXNet_1_5", "ReXNet_2_0",
+           "ReXNet_3_0"]
 
 STAGE_LAYERS = (1, 2, 2, 3, 3, 5)
 STAGE_STRIDES = (1, 2, 2, 2, 1, 2)
@@ -126,16 +131,60 @@ class ReXNet(Backbone):
         return self.output(x).flatten(1)
 
 
-REXNET_WIDTHS = {"ReXNet_1_0": 1.0, "ReXNet_1_3": 1.3, "ReXNet_1_5": 1.5, "ReXNet_2_0": 2.0, "ReXNet_3_0": 3.0}
+ReXNetRow = namedtuple("ReXNetRow", "width_mult params macs")
+# params / conv+linear MACs at 224: measured from the built models (tests/test_model_cards.py)
+REXNET_SPECS = {
+    "ReXNet_1_0": ReXNetRow(1.0, 4796873, 398370392),
+    "ReXNet_1_3": ReXNetRow(1.3, 7557091, 662229098),
+    "ReXNet_1_5": ReXNetRow(1.5, 9728593, 875828154),
+    "ReXNet_2_0": ReXNetRow(2.0, 16366620, 1528850782),
+    "ReXNet_3_0": ReXNetRow(3.0, 34708792, 3395980620),
+}
 
 
-def _factory(name, width):
-    def factory(class_num=1000, **kwargs):
-        return ReXNet(width_mult=width, class_num=class_num, **kwargs)
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = f"ReXNet v1, width multiplier {width}."
-    return register_model(name)(factory)
+def _rexnet(name):
+    row = REXNET_SPECS[name]
+    return variant(name, ReXNet, dict(width_mult=row.width_mult), f"ReXNet v1, width multiplier {row.width_mult}.",
+                   ModelCard("ReXNet", row.params, row.macs))
 
 
-for _name, _w in REXNET_WIDTHS.items():
-    globals()[_name] = _factory(_name, _w)
+ReXNet_1_0 = _rexnet("ReXNet_1_0")
+ReXNet_1_3 = _rexnet("ReXNet_1_3")
+ReXNet_1_5 = _rexnet("ReXNet_1_5")
+ReXNet_2_0 = _rexnet("ReXNet_2_0")
+ReXNet_3_0 = _rexnet("ReXNet_3_0")
+
+
+# -- published weights: PaddleClas's conversions, timm's Hub files of the NAVER originals ("nav"), and
+# clovaai's own (Google Drive only); accuracies as each source published them
+_PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
+_PADDLECLAS_ACC = "PaddleClas docs/zh_CN/models/ImageNet1k/ReXNet.md (PaddlePaddle/PaddleClas@d178931f)"
+_TIMM_ACC = "timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b5850)"
+_CLOVAAI_ACC = "clovaai/rexnet README.md (ImageNet-1k pretrained models table, @61debcc4)"
+
+
+def _paddleclas(name, top1, top5):
+    return Weights("paddleclas_in1k", "paddle", f"{name}_pretrained.pdparams",
+                   url=f"{_PADDLECLAS_URL}{name}_pretrained.pdparams", top1=top1, top5=top5, published=_PADDLECLAS_ACC,
+                   license="Apache-2.0 (PaddleClas); converted from the MIT clovaai/rexnet weights", default=True)
+
+
+def _timm(hub, top1, top5):
+    return Weights("timm_nav_in1k", "timm", "model.safetensors", hub=hub, top1=top1, top5=top5, published=_TIMM_ACC,
+                   license="MIT (timm pretrained_cfg)", eval=EvalTransform(interpolation="bicubic"))
+
+
+def _clovaai(file, page, top1, top5):
+    return Weights("original", "torch", file, pages=(page,), top1=top1, top5=top5, published=_CLOVAAI_ACC,
+                   license="MIT (clovaai/rexnet)",
+                   notes="eval transform not published (224x224); the file name is the README's for 1.0")
+
+
+REXNET_WEIGHTS = {
+    "ReXNet_1_0": (_paddleclas("ReXNet_1_0", 77.46, 93.7), _timm("timm/rexnet_100.nav_in1k", 77.862, 93.89), _clovaai("rexnetv1_1.0.pth", "https://drive.google.com/file/d/1xeIJ3wb83uOowU008ykYj6wDX2dsncA9/view?usp=sharing", 77.9, 93.9)),
+    "ReXNet_1_3": (_paddleclas("ReXNet_1_3", 79.13, 94.64), _timm("timm/rexnet_130.nav_in1k", 79.492, 94.68), _clovaai("rexnetv1_1.3.pth", "https://drive.google.com/file/d/1x2ziK9Oyv66Y9NsxJxXsdjzpQF2uSJj0/view?usp=sharing", 79.5, 94.7)),
+    "ReXNet_1_5": (_paddleclas("ReXNet_1_5", 80.06, 95.12), _timm("timm/rexnet_150.nav_in1k", 80.322, 95.164), _clovaai("rexnetv1_1.5.pth", "https://drive.google.com/file/d/1TOBGsbDhTHWBgqcRnyKIR0tHsJTOPUIG/view?usp=sharing", 80.3, 95.2)),
+    "ReXNet_2_0": (_paddleclas("ReXNet_2_0", 81.22, 95.36), _timm("timm/rexnet_200.nav_in1k", 81.636, 95.672), _clovaai("rexnetv1_2.0.pth", "https://drive.google.com/file/d/1R1aOTKIe1Mvck86NanqcjWnlR8DY-Z4C/view?usp=sharing", 81.6, 95.7)),
+    "ReXNet_3_0": (_paddleclas("ReXNet_3_0", 82.09, 96.12), _timm("timm/rexnet_300.nav_in1k", 82.78, 96.23), _clovaai("rexnetv1_3.0.pth", "https://drive.google.com/file/d/1iXAsr8gs3pRz0QyHKomdj5SGVzPWbIs2/view?usp=sharing", 82.8, 96.2)),
+}
+register_weights(REXNET_WEIGHTS)

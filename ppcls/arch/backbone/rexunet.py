@@ -11,7 +11,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...utils.errors import ConfigError
-from ..registry import register_model
+from ..registry import ModelCard, register_model
 from .base import Backbone
 from .resize import bilinear_resize
 from .rexnet import LinearBottleneck, ReXNet
@@ -23,7 +23,10 @@ DECODER = ((1280, 140), (140, 72), (72, 50), (50, 27), (27, 16), (16, 1))
 HEAD_CHANNELS = (16, 27, 50, 72, 140)  # output_conv1..5
 
 
-@register_model
+__all__ = ["ReXUNet"]
+
+
+@register_model(card=ModelCard("ReXNet", 4009167, 416744756))
 class ReXUNet(Backbone):
     def __init__(self, class_num=1, encoder_pretrained=None, return_stages=None, frozen_stages=-1, norm_eval=False):
         super().__init__(return_stages, frozen_stages, norm_eval)

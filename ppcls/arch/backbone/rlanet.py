@@ -20,7 +20,6 @@ Parameter names follow the original checkpoints (``conv_outs.i``, ``recurrent_co
 ``stage_bns.i.j``, ``bn2``, ``stages.i.j.*``) so conversion is key for key; MobileNetV2's single
 recurrent conv, stored five times upstream, is the one parameter ``recurrent_conv``.
 """
-import inspect
 import math
 from collections import namedtuple
 
@@ -29,8 +28,15 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ...utils.errors import ConfigError
-from ..registry import register_model
+from ..registry import ModelCard, variant
+from ..weights import Weights, register_weights
 from .base import Backbone
+
+__all__ = ["RLANet", "RLAResNet", "RLAMobileNetV2", "RLA_RESNET_SPECS", "RLA_MOBILENET_SPECS",
+           "RLA_ResNet50", "RLA_ResNet101", "RLA_ResNet152", "RLA_ECANet50", "RLA_ECANet101", "RLA_ECANet152",
+           "RLA_ResNeXt50_32x4d", "RLA_SE_ResNeXt50_32x4d", "RLA_ECA_ResNeXt50_32x4d", "RLA_ResNeXt101_32x4d",
+           "RLA_SE_ResNeXt101_32x4d", "RLA_ECA_ResNeXt101_32x4d", "RLA_MobileNetV2", "RLA_ECA_MobileNetV2",
+           "RLA_MobileNetV2_FullConv", "RLA_ECA_MobileNetV2_FullConv"]
 
 
 # -- initialisation as in the original (PyTorch), so training from scratch starts the same way -------
@@ -365,57 +371,86 @@ class RLAMobileNetV2(RLANet):
 
 
 # -- variants: rows of a table over the two bodies ------------------------------------------------------
-ResNetRow = namedtuple("ResNetRow", "layers groups width_per_group se eca_kernels original")
-MobileNetRow = namedtuple("MobileNetRow", "eca depthwise_recurrent original")
+# params / conv+linear MACs at 224: measured from the built models (tests/test_model_cards.py)
+ResNetRow = namedtuple("ResNetRow", "layers groups width_per_group se eca_kernels original params macs")
+MobileNetRow = namedtuple("MobileNetRow", "eca depthwise_recurrent original params macs")
 
 _ECA_RESNET = (5, 5, 5, 7)
 RLA_RESNET_SPECS = {
-    "RLA_ResNet50": ResNetRow((3, 4, 6, 3), 1, 64, False, None, "rla_resnet50"),
-    "RLA_ResNet101": ResNetRow((3, 4, 23, 3), 1, 64, False, None, "rla_resnet101"),
-    "RLA_ResNet152": ResNetRow((3, 8, 36, 3), 1, 64, False, None, "rla_resnet152"),
-    "RLA_ECANet50": ResNetRow((3, 4, 6, 3), 1, 64, False, _ECA_RESNET, "rla_resnet50_eca"),
-    "RLA_ECANet101": ResNetRow((3, 4, 23, 3), 1, 64, False, _ECA_RESNET, "rla_resnet101_eca"),
-    "RLA_ECANet152": ResNetRow((3, 8, 36, 3), 1, 64, False, _ECA_RESNET, "rla_resnet152_eca"),
-    "RLA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, None, "rla_resnext50_32x4d"),
-    "RLA_SE_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, True, None, "rla_resnext50_32x4d_se"),
-    "RLA_ECA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, _ECA_RESNET, "rla_resnext50_32x4d_eca"),
-    "RLA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, None, "rla_resnext101_32x4d"),
-    "RLA_SE_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, True, None, "rla_resnext101_32x4d_se"),
-    "RLA_ECA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, _ECA_RESNET, "rla_resnext101_32x4d_eca"),
+    "RLA_ResNet50": ResNetRow((3, 4, 6, 3), 1, 64, False, None, "rla_resnet50", 25870696, 4454648064),
+    "RLA_ResNet101": ResNetRow((3, 4, 23, 3), 1, 64, False, None, "rla_resnet101", 45003176, 8334055680),
+    "RLA_ResNet152": ResNetRow((3, 8, 36, 3), 1, 64, False, None, "rla_resnet152", 60770792, 12267251968),
+    "RLA_ECANet50": ResNetRow((3, 4, 6, 3), 1, 64, False, _ECA_RESNET, "rla_resnet50_eca", 25870782, 4454735872),
+    "RLA_ECANet101": ResNetRow((3, 4, 23, 3), 1, 64, False, _ECA_RESNET, "rla_resnet101_eca", 45003347, 8334230528),
+    "RLA_ECANet152": ResNetRow((3, 8, 36, 3), 1, 64, False, _ECA_RESNET, "rla_resnet152_eca", 60771048, 12267503616),
+    "RLA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, None, "rla_resnext50_32x4d", 25463400, 4656957696),
+    "RLA_SE_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, True, None, "rla_resnext50_32x4d_se", 27978344, 4659472640),
+    "RLA_ECA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, _ECA_RESNET, "rla_resnext50_32x4d_eca", 25463486, 4657045504),
+    "RLA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, None, "rla_resnext101_32x4d", 44891816, 8590956800),
+    "RLA_SE_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, True, None, "rla_resnext101_32x4d_se", 49634984, 8595699968),
+    "RLA_ECA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, _ECA_RESNET, "rla_resnext101_32x4d_eca", 44891987, 8591131648),
 }
 
 RLA_MOBILENET_SPECS = {
-    "RLA_MobileNetV2": MobileNetRow(False, True, "dsrla_mobilenetv2_k32"),
-    "RLA_ECA_MobileNetV2": MobileNetRow(True, True, "dsrla_mobilenetv2_k32_eca"),
-    "RLA_MobileNetV2_FullConv": MobileNetRow(False, False, "rla_mobilenetv2_k32"),
-    "RLA_ECA_MobileNetV2_FullConv": MobileNetRow(True, False, "rla_mobilenetv2_k32_eca"),
+    "RLA_MobileNetV2": MobileNetRow(False, True, "dsrla_mobilenetv2_k32", 3624168, 352505728),
+    "RLA_ECA_MobileNetV2": MobileNetRow(True, True, "dsrla_mobilenetv2_k32_eca", 3624199, 352509408),
+    "RLA_MobileNetV2_FullConv": MobileNetRow(False, False, "rla_mobilenetv2_k32", 3633096, 555492736),
+    "RLA_ECA_MobileNetV2_FullConv": MobileNetRow(True, False, "rla_mobilenetv2_k32_eca", 3633127, 555496416),
 }
 
 
-def _register(name, cls, fixed, doc):
-    """Register ``name`` as ``cls`` with the row's arguments fixed; the factory's signature lists the
-    remaining options, so build_model rejects a misspelt Arch option with a hint."""
-    sig = inspect.Signature([p for n, p in inspect.signature(cls.__init__).parameters.items()
-                             if n != "self" and n not in fixed])
-
-    def factory(*args, **kwargs):
-        return cls(**fixed, **sig.bind(*args, **kwargs).arguments)
-    factory.__signature__ = sig
-    factory.__name__ = factory.__qualname__ = name
-    factory.__doc__ = doc
-    return register_model(name)(factory)
+def _rla_resnet(name):
+    row = RLA_RESNET_SPECS[name]
+    doc = (f"{name} (original: {row.original}): RLA over a bottleneck ResNet {list(row.layers)}, "
+           f"{row.groups}x{row.width_per_group}" + (", SE" if row.se else "")
+           + (f", ECA kernels {list(row.eca_kernels)}" if row.eca_kernels else ""))
+    fixed = dict(layers=row.layers, se=row.se, eca_kernels=row.eca_kernels, groups=row.groups,
+                 width_per_group=row.width_per_group)
+    return variant(name, RLAResNet, fixed, doc, ModelCard("RLA-Net", row.params, row.macs))
 
 
-for _name, _row in RLA_RESNET_SPECS.items():
-    globals()[_name] = _register(
-        _name, RLAResNet,
-        dict(layers=_row.layers, se=_row.se, eca_kernels=_row.eca_kernels, groups=_row.groups,
-             width_per_group=_row.width_per_group),
-        f"{_name} (original: {_row.original}): RLA over a bottleneck ResNet {list(_row.layers)}, "
-        f"{_row.groups}x{_row.width_per_group}" + (", SE" if _row.se else "") +
-        (f", ECA kernels {list(_row.eca_kernels)}" if _row.eca_kernels else ""))
-for _name, _row in RLA_MOBILENET_SPECS.items():
-    globals()[_name] = _register(
-        _name, RLAMobileNetV2, dict(eca=_row.eca, depthwise_recurrent=_row.depthwise_recurrent),
-        f"{_name} (original: {_row.original}): RLA over MobileNetV2 1.0, "
-        f"{'depthwise' if _row.depthwise_recurrent else 'full'} 3x3 recurrent conv" + (", ECA" if _row.eca else ""))
+def _rla_mobilenet(name):
+    row = RLA_MOBILENET_SPECS[name]
+    doc = (f"{name} (original: {row.original}): RLA over MobileNetV2 1.0, "
+           f"{'depthwise' if row.depthwise_recurrent else 'full'} 3x3 recurrent conv" + (", ECA" if row.eca else ""))
+    return variant(name, RLAMobileNetV2, dict(eca=row.eca, depthwise_recurrent=row.depthwise_recurrent), doc,
+                   ModelCard("RLA-Net", row.params, row.macs))
+
+
+RLA_ResNet50 = _rla_resnet("RLA_ResNet50")
+RLA_ResNet101 = _rla_resnet("RLA_ResNet101")
+RLA_ResNet152 = _rla_resnet("RLA_ResNet152")
+RLA_ECANet50 = _rla_resnet("RLA_ECANet50")
+RLA_ECANet101 = _rla_resnet("RLA_ECANet101")
+RLA_ECANet152 = _rla_resnet("RLA_ECANet152")
+RLA_ResNeXt50_32x4d = _rla_resnet("RLA_ResNeXt50_32x4d")
+RLA_SE_ResNeXt50_32x4d = _rla_resnet("RLA_SE_ResNeXt50_32x4d")
+RLA_ECA_ResNeXt50_32x4d = _rla_resnet("RLA_ECA_ResNeXt50_32x4d")
+RLA_ResNeXt101_32x4d = _rla_resnet("RLA_ResNeXt101_32x4d")
+RLA_SE_ResNeXt101_32x4d = _rla_resnet("RLA_SE_ResNeXt101_32x4d")
+RLA_ECA_ResNeXt101_32x4d = _rla_resnet("RLA_ECA_ResNeXt101_32x4d")
+RLA_MobileNetV2 = _rla_mobilenet("RLA_MobileNetV2")
+RLA_ECA_MobileNetV2 = _rla_mobilenet("RLA_ECA_MobileNetV2")
+RLA_MobileNetV2_FullConv = _rla_mobilenet("RLA_MobileNetV2_FullConv")
+RLA_ECA_MobileNetV2_FullConv = _rla_mobilenet("RLA_ECA_MobileNetV2_FullConv")
+
+
+# -- published weights: the authors' own, on Google Drive and Baidu pan only (a manual download)
+_RLA_ACC = "joyfang1106/RLANet README.md (ImageNet table, 100 - published error, @4425663d)"
+
+
+def _rlanet(file, drive, baidu, code, top1, top5):
+    return Weights("original", "torch", file, pages=(drive, f"{baidu} (extract code {code})"), top1=top1, top5=top5,
+                   published=_RLA_ACC, license="none published (joyfang1106/RLANet has no licence file)",
+                   notes="the README names the file by its label; any name works when the path is given")
+
+
+RLA_WEIGHTS = {
+    "RLA_ResNet50": (_rlanet("resnet50_rla_2283.pth.tar", "https://drive.google.com/file/d/1cetP1SdOiwznLxlBUaHG8Q8c4RIwToWW/view?usp=sharing", "https://pan.baidu.com/s/1GrNxNariVpb9S5EUFW1eng", "5lf1", 77.17, 93.42),),
+    "RLA_ECANet50": (_rlanet("ecanet50_rla_2215.pth.tar", "https://drive.google.com/file/d/173qoDPGe2q5l7CKVm54-_xJtg3_UFRR-/view?usp=sharing", "https://pan.baidu.com/s/1B5wVN4s_WVVq8nGiiOVncA", "xrfo", 77.85, 93.89),),
+    "RLA_ResNet101": (_rlanet("resnet101_rla_2148.pth.tar", "https://drive.google.com/file/d/1V9Iv0KbN1O92ll8rcf45kLkD9EOA9VCE/view?usp=sharing", "https://pan.baidu.com/s/1sZQlAU4ksIjnOUg4iSSO-Q", "zrv5", 78.52, 94.2),),
+    "RLA_ECANet101": (_rlanet("ecanet101_rla_2100.pth.tar", "https://drive.google.com/file/d/1QMR_yf0RYugpJosCSo0uNRBmfl2e7cGa/view?usp=sharing", "https://pan.baidu.com/s/1ILfQ8pK1WdnAxSWb5X88PQ", "vhpy", 79.0, 94.49),),
+    "RLA_MobileNetV2": (_rlanet("dsrla_mobilenetv2_k32_2762.pth.tar", "https://drive.google.com/file/d/1yg9hsACBHZFT5R8s95igJTyaQ5iYKklV/view?usp=sharing", "https://pan.baidu.com/s/135Id3juTsj0IAo0jSKooxw", "g1pm", 72.38, 90.82),),
+    "RLA_ECA_MobileNetV2": (_rlanet("dsrla_mobilenetv2_k32_eca_2707.pth.tar", "https://drive.google.com/file/d/1JdEkJg9_IOnJsHWKVPQ-4YHBVabiNJXD/view?usp=sharing", "https://pan.baidu.com/s/1YVN5Qze51HI9D6nNEb7iPA", "9orl", 72.93, 91.11),),
+}
+register_weights(RLA_WEIGHTS)

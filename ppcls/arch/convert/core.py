@@ -1,15 +1,20 @@
 """Checkpoint conversion from the original implementations' layouts to this project's models.
 
-Reading:  ``load_source_state(path)`` returns ``{key: numpy array}`` from a ``.npz`` (no torch needed)
-or a PyTorch ``.pth`` / ``.pth.tar`` / ``.pt`` file (``torch.load(weights_only=True)``: never unpickles
-arbitrary objects). Training checkpoints that wrap the weights (``state_dict`` / ``model``) and
-DataParallel ``module.`` prefixes are unwrapped.
+Reading:  ``load_source_state(path)`` returns ``{key: numpy array}`` from any format people hold
+(``ppcls.utils.weight_files``): PyTorch ``.pth`` / ``.pth.tar`` / ``.pt`` / ``.bin`` (``torch.load(
+weights_only=True)``), ``.safetensors`` and Hugging Face model folders (no torch needed), MXNet /
+Gluon ``.params`` (read by the project itself, no mxnet), and ``.npz``. Training checkpoints that wrap
+the weights (``state_dict`` / ``model``) and DataParallel ``module.`` prefixes are unwrapped.
 
-Mapping:  a family registers a ``Rules`` object for its model names (``register_rules``). The generic
-part handles what every PyTorch / Gluon checkpoint shares (BatchNorm statistics names, Linear weight
-transposition, ``num_batches_tracked``); a family adds key renames and keys to drop.
-``convert_state_dict`` refuses with a full list when a key is missing, unexpected or mis-shaped.
+Mapping:  a family registers, for its model names, one ``Rules`` object per source layout it can read
+(``register_rules(names, rules, layout=...)``): ``original`` (the reference implementation's own
+checkpoints), ``timm``, ... A layout's ``detect(keys)`` recognises it from the checkpoint's keys, so
+the user never has to say which one a file is. The generic part handles what every PyTorch / Gluon
+checkpoint shares (BatchNorm statistics names, Linear weight transposition, ``num_batches_tracked``);
+a layout adds key renames and keys to drop. ``convert_state_dict`` refuses with a full list when a key
+is missing, unexpected or mis-shaped.
 """
+import inspect
 import os
 from collections import OrderedDict
 
@@ -17,67 +22,33 @@ import numpy as np
 import paddle.nn as nn
 
 from ...utils.errors import ConfigError
+from ...utils.registry import Registry
+from ...utils.weight_files import read_weights
 
 
 class ConversionError(ConfigError):
-    pass
+    """A checkpoint that does not fit the model; ``problems`` holds the missing, unexpected and
+    mis-shaped keys (mis-shaped: ``(source key, source shape, target key, target shape)``)."""
+
+    def __init__(self, message, problems=None):
+        super().__init__(message)
+        self.problems = problems or {}
 
 
 # -- reading ------------------------------------------------------------------------------------
-def _unwrap(obj, path):
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state", "net"):
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
-                if any(hasattr(v, "shape") for v in inner.values()):
-                    obj = inner
-                    break
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"{path}: no state dict found (expected a mapping of names to arrays)")
-    out = OrderedDict()
-    for k, v in obj.items():
-        if not hasattr(v, "shape"):
-            continue
-        if hasattr(v, "detach"):
-            v = v.detach().cpu().numpy()
-        out[k[len("module."):] if k.startswith("module.") else k] = np.asarray(v)
-    if not out:
-        raise ConversionError(f"{path}: the file holds no arrays")
-    return out
-
-
 def load_source_state(path):
-    if not os.path.isfile(path):
+    """``{key: numpy array}`` of a checkpoint in any format ``weight_files.read_weights`` reads."""
+    if not os.path.exists(path):
         raise ConversionError(f"--src: file not found: {path}")
-    lower = path.lower()
-    if lower.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                obj = OrderedDict((k, data[k]) for k in data.files)
-        except Exception as e:  # a truncated or foreign file
-            raise ConversionError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
-        return _unwrap(obj, path)
-    if lower.endswith((".pth", ".pth.tar", ".pt", ".tar", ".bin")):
-        try:
-            import torch
-        except ImportError:
-            raise ConversionError(
-                f"{path}: reading a PyTorch checkpoint needs torch (pip install torch), "
-                "or save it as .npz with the same keys") from None
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConversionError(f"{path}: cannot be loaded safely as a PyTorch weights file ({msg})") from None
-        return _unwrap(obj, path)
-    raise ConversionError(f"{path}: unsupported checkpoint type (use .pth, .pth.tar, .pt or .npz)")
+    return read_weights(path)
 
 
 # -- rules --------------------------------------------------------------------------------------
 class Rules:
-    """How one family's original checkpoint keys map onto this project's parameter names.
+    """How one source layout's checkpoint keys map onto this project's parameter names.
 
     framework:  'torch' or 'gluon' (decides the generic renames).
+    detect:     keys -> bool: whether a checkpoint is in this layout (None: the fallback layout).
     rename:     key -> new key (after the generic renames), or None to keep it.
     drop:       key -> bool, or (key, target_keys) -> bool: keys in the original that the port leaves
                 out on purpose (e.g. layers whose output never reaches the logits). Dropped keys are
@@ -86,28 +57,52 @@ class Rules:
     Several source keys may map to one parameter (a layer shared across stages); they must be equal.
     """
 
-    def __init__(self, framework="torch", rename=None, drop=None, transform=None):
+    def __init__(self, framework="torch", rename=None, drop=None, transform=None, detect=None):
         if framework not in ("torch", "gluon"):
             raise ValueError(framework)
         self.framework = framework
         self.rename = rename
         self.drop = drop
         self.transform = transform
+        self.detect = detect
 
 
-_RULES = {}
+# model name -> {layout name: Rules}, in registration order (the first is the fallback)
+CONVERTERS = Registry("architecture for conversion")
 
 
-def register_rules(names, rules):
+def register_rules(names, rules, layout="original"):
     for n in names:
-        _RULES[n] = rules
+        if n not in CONVERTERS:
+            CONVERTERS.register({}, name=n)
+        CONVERTERS.get(n)[layout] = rules
 
 
-def get_rules(arch_name):
-    if arch_name not in _RULES:
-        from ...utils.errors import unknown_name_error
-        raise unknown_name_error("architecture for conversion", arch_name, _RULES.keys(), where="-a")
-    return _RULES[arch_name]
+def layouts_of(arch_name):
+    return CONVERTERS.get(arch_name, where="-a")
+
+
+def get_rules(arch_name, layout=None, keys=None):
+    """The rules for ``layout``, or for the layout ``keys`` are recognised as (the first registered
+    layout when no detector claims them)."""
+    layouts = layouts_of(arch_name)
+    if layout is not None:
+        if layout not in layouts:
+            from ...utils.errors import unknown_name_error
+            raise unknown_name_error(f"checkpoint layout for {arch_name}", layout, layouts, where="--layout")
+        return layouts[layout]
+    if keys is not None:
+        keys = list(keys)
+        for rules in layouts.values():
+            if rules.detect is not None and rules.detect(keys):
+                return rules
+    return next(iter(layouts.values()))
+
+
+def detect_layout(arch_name, keys):
+    """The name of the layout ``keys`` are in."""
+    rules = get_rules(arch_name, keys=keys)
+    return next(name for name, r in layouts_of(arch_name).items() if r is rules)
 
 
 _TORCH_SUFFIX = {"running_mean": "_mean", "running_var": "_variance"}
@@ -128,7 +123,6 @@ def convert_state_dict(model, src, rules):
     linear_weights = {f"{name}.weight" if name else "weight"
                       for name, layer in model.named_sublayers(include_self=True)
                       if isinstance(layer, nn.Linear)}
-    import inspect
     drop = rules.drop
     if drop is not None and len(inspect.signature(drop).parameters) == 2:
         target_keys = set(target)
@@ -156,7 +150,7 @@ def convert_state_dict(model, src, rules):
         if rules.transform is not None:
             arr = rules.transform(new, arr, shape)
         if list(arr.shape) != shape:
-            mismatched.append(f"{key} {list(np.shape(src[key]))} -> {new} {shape}")
+            mismatched.append((key, list(np.shape(src[key])), new, shape))
             mismatched_targets.add(new)
             continue
         arr = arr.astype(np.float32) if arr.dtype != np.float32 and arr.dtype.kind == "f" else arr
@@ -173,23 +167,28 @@ def convert_state_dict(model, src, rules):
     if unexpected:
         problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
     if mismatched:
-        problems.append(f"mis-shaped {len(mismatched)}: {'; '.join(mismatched[:20])}{' ...' if len(mismatched) > 20 else ''}")
+        shown = "; ".join(f"{k} {a} -> {n} {b}" for k, a, n, b in mismatched[:20])
+        problems.append(f"mis-shaped {len(mismatched)}: {shown}{' ...' if len(mismatched) > 20 else ''}")
     if conflicting:
         problems.append(f"conflicting {len(conflicting)}: {'; '.join(conflicting[:10])}")
     if problems:
-        raise ConversionError(f"checkpoint does not fit {type(model).__name__}: " + " | ".join(problems))
+        raise ConversionError(f"checkpoint does not fit {type(model).__name__}: " + " | ".join(problems),
+                              dict(missing=missing, unexpected=unexpected, mismatched=mismatched,
+                                   conflicting=conflicting))
     state = OrderedDict((k, produced[k]) for k in target)
     return state, dropped
 
 
-def convert_checkpoint(arch_name, src_path, dst_path, arch_kwargs=None):
-    """Read ``src_path``, convert it for ``arch_name`` and save a ``.pdparams`` at ``dst_path``."""
+def convert_checkpoint(arch_name, src_path, dst_path, arch_kwargs=None, layout=None):
+    """Read ``src_path``, convert it (from ``layout``, or the one its keys show) for ``arch_name`` and
+    save a ``.pdparams`` at ``dst_path``."""
     import paddle
     from .. import build_model
     from ...utils.save_load import atomic_save
 
-    rules = get_rules(arch_name)
+    layouts_of(arch_name)  # an unknown -a is refused before the file is read
     src = load_source_state(src_path)
+    rules = get_rules(arch_name, layout=layout, keys=src.keys())
     model = build_model(dict(name=arch_name, **(arch_kwargs or {})))
     state, dropped = convert_state_dict(model, src, rules)
     if not dst_path.endswith(".pdparams"):

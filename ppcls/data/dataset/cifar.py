@@ -1,38 +1,21 @@
 """CIFAR-10 / CIFAR-100 from the standard python archive (cifar-10-python.tar.gz,
 cifar-100-python.tar.gz) or its extracted folder, at a local path. Nothing is downloaded.
 
-The batches are pickles; they are read with an unpickler that only admits the numpy array
-reconstruction they need, so a hostile file cannot run code.
+The batches are pickles; they are read with the project's safe loader, so a hostile file cannot run code.
 """
-import io
 import os
-import pickle
 import tarfile
 
 import numpy as np
 
+from ...utils import safe_pickle
 from ...utils.errors import ConfigError
 from .common import ImageDataset
 from .registry import register_dataset
 
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"), ("__builtin__", "bytes"),
-            ("builtins", "bytes")}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
 
 def _unpickle(data, where):
-    try:
-        obj = _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except Exception as e:
-        raise ConfigError(f"{where}: not a CIFAR python batch ({type(e).__name__}: {e})") from None
+    obj = safe_pickle.loads(data, where, what="CIFAR python batch", encoding="bytes")
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: not a CIFAR python batch (no dict inside)")
     return obj
@@ -109,26 +92,3 @@ class Cifar100(_CifarBase):
     label_key = b"fine_labels"
     train_members = ("train",)
     test_members = ("test",)
-
-
-def write_cifar_archive(path, images, labels, kind="cifar10", test_images=None, test_labels=None):
-    """Write a CIFAR python archive in the real format (used by tests and demos)."""
-    def batch(imgs, labs, key):
-        data = np.ascontiguousarray(np.asarray(imgs, np.uint8).reshape(len(imgs), 32, 32, 3).transpose(0, 3, 1, 2).reshape(len(imgs), 3072))
-        return pickle.dumps({b"data": data, key: list(map(int, labs))}, protocol=2)
-    test_images = images if test_images is None else test_images
-    test_labels = labels if test_labels is None else test_labels
-    if kind == "cifar10":
-        folder, key = "cifar-10-batches-py", b"labels"
-        chunks = np.array_split(np.arange(len(images)), 5)
-        members = [(f"data_batch_{i + 1}", batch(images[c], np.asarray(labels)[c], key)) for i, c in enumerate(chunks)]
-        members.append(("test_batch", batch(test_images, test_labels, key)))
-    else:
-        folder, key = "cifar-100-python", b"fine_labels"
-        members = [("train", batch(images, labels, key)), ("test", batch(test_images, test_labels, key))]
-    with tarfile.open(path, "w:gz") as tar:
-        for name, payload in members:
-            info = tarfile.TarInfo(f"{folder}/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return path

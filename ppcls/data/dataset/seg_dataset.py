@@ -71,12 +71,7 @@ class SegDataset(ImageDataset):
         super().__init__(transform_ops, skip_bad_images, max_bad_images)
         check_dir(image_root, "dataset.image_root")
         check_file(cls_label_path, "dataset.cls_label_path")
-        self.joint = []
-        for i, item in enumerate(joint_ops or []):
-            if not isinstance(item, dict) or len(item) != 1:
-                raise ConfigError(f"dataset.joint_ops[{i}]: expected {{Name: {{options}}}}, got {item!r}")
-            name, kwargs = next(iter(item.items()))
-            self.joint.append(JOINT_OPS.get(name, where=f"dataset.joint_ops[{i}]")(**(kwargs or {})))
+        self.joint = JOINT_OPS.build_entries(joint_ops, "dataset.joint_ops")
         self.mask_threshold = mask_threshold
         with open(cls_label_path, "r", encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):

@@ -7,9 +7,4 @@ from .ops import DecodeError
 
 def create_operators(op_configs, where="transform_ops"):
     """``[{Name: {kwargs}}, ...]`` -> list of op instances."""
-    out = []
-    for i, item in enumerate(op_configs or []):
-        name, kwargs = next(iter(item.items()))
-        cls = OPS.get(name, where=f"{where}[{i}]")
-        out.append(cls(**(kwargs or {})))
-    return out
+    return OPS.build_entries(op_configs, where)

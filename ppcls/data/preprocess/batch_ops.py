@@ -85,8 +85,8 @@ class OpSampler:
         for name, kwargs in ops.items():
             kwargs = dict(kwargs or {})
             prob = float(kwargs.pop("prob", 1.0 / len(ops)))
-            cls = BATCH_OPS.get(name, where="OpSampler")
-            self.ops.append(cls(class_num=class_num, **kwargs))
+            self.ops.append(BATCH_OPS.build(name, kwargs, f"OpSampler.{name}", name_where="OpSampler",
+                                            class_num=class_num))
             self.probs.append(prob)
         if sum(self.probs) > 1.0 + 1e-6:
             raise ConfigError(f"OpSampler: probabilities sum to {sum(self.probs)} > 1")
@@ -105,12 +105,7 @@ def build_batch_ops(op_configs, class_num):
     """A callable ``(images, labels, epoch) -> (images, targets)`` or None when there are no ops."""
     if not op_configs:
         return None
-    ops = []
-    for item in op_configs:
-        name, kwargs = next(iter(item.items()))
-        kwargs = dict(kwargs or {})
-        kwargs.setdefault("class_num", class_num)
-        ops.append(BATCH_OPS.get(name)(**kwargs))
+    ops = BATCH_OPS.build_entries(op_configs, "batch_transform_ops", class_num=class_num)
 
     def apply(images, labels, epoch=1):
         targets = labels

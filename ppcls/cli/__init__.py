@@ -1,0 +1,62 @@
+"""The ``ppcls`` command: one subcommand per task, each a thin call into the package.
+
+    ppcls train -c configs/DLA/DLA60.yaml -o Global.epochs=10
+    python -m paddle.distributed.launch --nproc_per_node 2 $(command -v ppcls) train -c ...
+    ppcls models 'DLA*'
+    ppcls predict --model DLA34 --pretrained True cat.jpg
+
+The scripts under tools/ and deploy/ call ``run(<subcommand>)`` with their own arguments, so
+``python tools/train.py -c ...`` and ``ppcls train -c ...`` are the same program. Errors print one line
+and exit with the codes of ``ppcls.utils.errors`` (2: your input, 3: the run failed).
+"""
+import argparse
+import sys
+
+from ..utils.errors import run_guarded
+from . import commands
+
+# subcommand: (function in commands, one-line help)
+SUBCOMMANDS = {
+    "train": (commands.train, "train a model from a config (-c) with overrides (-o)"),
+    "eval": (commands.evaluate, "evaluate a checkpoint over the config's eval set"),
+    "infer": (commands.infer, "predict the config's Infer images with the dygraph model"),
+    "export": (commands.export, "export to Paddle Inference (inference.json / .pdiparams / inference.yml)"),
+    "onnx": (commands.onnx, "convert an exported model to ONNX and check it in onnxruntime"),
+    "convert": (commands.convert, "convert another implementation's checkpoint to .pdparams"),
+    "models": (commands.models, "list the registered models with params, MACs and weights"),
+    "predict": (commands.predict, "classify images with a registered model, no config file needed"),
+    "deploy": (commands.deploy, "classify images with an exported model (Paddle Inference / onnxruntime)"),
+    "benchmark": (commands.benchmark, "throughput of training, inference, the predictor and onnxruntime"),
+    "flops": (commands.flops, "parameters and FLOPs of a model (the RLA-Net paper's units too)"),
+}
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="ppcls", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (fn, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=fn.__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        commands.ARGUMENTS[fn.__name__](sp)
+        sp.set_defaults(func=fn)
+    return p
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from .. import __version__
+        print(f"ppcls {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    run_guarded(args.func, args)
+    return 0
+
+
+def run(command, argv=None):
+    """``ppcls <command> <argv>`` for the tools/ scripts (their own command-line arguments by default)."""
+    sys.exit(main([command] + list(sys.argv[1:] if argv is None else argv)))

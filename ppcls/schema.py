@@ -1,0 +1,138 @@
+"""The config schema: which sections exist, which keys each takes, their defaults, and who checks them.
+
+``get_config`` loads a YAML file (``_BASE_``, ``-o`` overrides, release/2.0 translation: see
+``ppcls.utils.config``), validates every section, and fills the defaults once, so the code reading
+a config never repeats a default. Sections that name components are validated by the registry that
+builds them (Arch by the model registry, Loss / Metric / DataLoader / Optimizer by theirs); the keys of
+Global, AMP, EMA and Infer are listed here with the code that reads them. Keys accepted only because
+PaddleClas configs carry them, and that change nothing here, are warned about once.
+"""
+import copy
+
+from .arch import validate_arch
+from .data import validate_loader_section
+from .data.preprocess import OPS
+from .loss import validate_losses
+from .metric import validate_metrics
+from .optimizer import validate_optimizer
+from .utils.config import check_keys, load_config, warn_compat
+from .utils.errors import ConfigError, did_you_mean
+
+NUM = (int, float)
+OPT_STR = (str, type(None))
+OPT_INT = (int, type(None))
+
+# key: (type, default). Readers: the engine (ppcls/engine), the exporter and the dygraph predictor
+# (ppcls/inference/export.py, infer.py).
+GLOBAL = {
+    "checkpoints": (OPT_STR, None),             # engine: resume from this checkpoint prefix
+    "pretrained_model": (OPT_STR, None),        # engine, export, infer: weights (path, URL, tag, True)
+    "output_dir": (str, "./output/"),           # engine: <output_dir>/<Arch.name>/..., <output_dir>/vdl
+    "device": (str, "auto"),                    # engine, infer: auto | cpu | gpu | ...
+    "cpu_threads": (int, 0),                    # engine, infer: 0 = the available cores
+    "epochs": (int, 120),
+    "print_batch_step": (int, 10),
+    "save_interval": (int, 1),
+    "save_interval_iters": (int, 0),            # also save 'latest' every N iterations (0: off)
+    "save_interval_seconds": (NUM, 0),          # ... or every S seconds (0: off)
+    "eval_during_train": (bool, True),
+    "eval_interval": (int, 1),
+    "start_eval_epoch": (int, 0),
+    "use_visualdl": (bool, False),
+    "image_shape": (list, [3, 224, 224]),       # export's input shape; benchmark and probes
+    "save_inference_dir": (str, "./inference"),  # export
+    "infer_output_index": (int, 0),             # export: which output of a dense model is served
+    "to_static": (bool, False),                 # engine: train a paddle.jit.to_static program
+    "seed": (OPT_INT, None),
+    "update_freq": (int, 1),                    # gradient accumulation steps
+    "skip_bad_images": (bool, True),
+    "max_bad_images": (int, 1000),
+    "class_num": (int, None),                   # copied to Arch.class_num when that is not set
+    "eval_backend": (str, "dygraph"),           # engine: dygraph | inference | onnxruntime
+    "report_dir": (OPT_STR, None),              # eval: confusion matrix, per-class table, mistakes
+}
+# PaddleClas keys that change nothing here
+GLOBAL_COMPAT = {
+    "eval_mode": "only classification evaluation exists here",
+    "use_dali": "the loader is paddle.io.DataLoader",
+    "use_multilabel": "the classifiers here are single-label",
+}
+AMP = {
+    "use_amp": (bool, False), "level": (str, "O1"), "scale_loss": (NUM, 65536.0),
+    "use_dynamic_loss_scaling": (bool, True), "use_promote": (bool, False), "use_fp16_test": (bool, False),
+    "dtype": (str, "float16"),
+}
+EMA = {"decay": (NUM, 0.9999)}
+INFER = {"infer_imgs": ((str, list), None), "batch_size": (int, 1), "transforms": (list, None),
+         "PostProcess": (dict, None), "save_dir": (OPT_STR, None)}
+POSTPROCESS = {"name": str, "topk": int, "class_id_map_file": OPT_STR}
+TOP_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
+
+
+def _types(table):
+    return {k: t for k, (t, _) in table.items()}
+
+
+def validate(cfg):
+    """Structure, names and types of every section; one-line errors naming the key and the nearest
+    valid one."""
+    for k in cfg:
+        if k not in TOP_SECTIONS:
+            raise ConfigError(f"{k}: unknown section" + did_you_mean(k, TOP_SECTIONS, listing=True))
+    g = cfg.get("Global") or {}
+    for key, why in GLOBAL_COMPAT.items():
+        if key in g:
+            warn_compat(f"Global.{key}", why)
+    check_keys("Global", {k: v for k, v in g.items() if k not in GLOBAL_COMPAT}, _types(GLOBAL))
+    check_keys("AMP", cfg.get("AMP"), _types(AMP))
+    check_keys("EMA", cfg.get("EMA"), _types(EMA))
+    validate_arch(cfg.get("Arch"))
+    validate_losses(cfg.get("Loss"))
+    validate_metrics(cfg.get("Metric"))
+    if cfg.get("Optimizer") is not None:
+        validate_optimizer(cfg["Optimizer"])
+    dl = cfg.get("DataLoader") or {}
+    if not isinstance(dl, dict):
+        raise ConfigError("DataLoader: expected a mapping with Train / Eval")
+    for part, section in dl.items():
+        if part not in ("Train", "Eval"):
+            raise ConfigError(f"DataLoader.{part}: unknown key" + did_you_mean(part, ("Train", "Eval"), listing=True))
+        validate_loader_section(section, f"DataLoader.{part}")
+    infer = cfg.get("Infer")
+    if infer is not None:
+        check_keys("Infer", infer, _types(INFER))
+        OPS.validate_entries(infer.get("transforms"), "Infer.transforms")
+        check_keys("Infer.PostProcess", infer.get("PostProcess"), POSTPROCESS)
+    for key in ("epochs", "print_batch_step", "eval_interval", "save_interval", "update_freq"):
+        if g.get(key) is not None and g[key] < 1:
+            raise ConfigError(f"Global.{key}: must be >= 1, got {g[key]}")
+    if g.get("eval_backend", "dygraph") not in ("dygraph", "inference", "onnxruntime"):
+        raise ConfigError(f"Global.eval_backend: dygraph, inference or onnxruntime, got {g['eval_backend']!r}")
+    return cfg
+
+
+def resolve_defaults(cfg):
+    """Every Global and AMP key present, with its default where the config has none (and EMA's decay
+    when EMA is on). Returns ``cfg``."""
+    g = cfg.setdefault("Global", {}) or {}
+    cfg["Global"] = g
+    for key, (_, default) in GLOBAL.items():
+        if g.get(key) is None and default is not None:
+            g[key] = copy.deepcopy(default)
+        g.setdefault(key, None)
+    amp = cfg.get("AMP") or {}
+    cfg["AMP"] = {key: amp[key] if amp.get(key) is not None else default for key, (_, default) in AMP.items()}
+    if cfg.get("EMA") is not None:
+        cfg["EMA"] = {key: cfg["EMA"].get(key, default) for key, (_, default) in EMA.items()}
+    return cfg
+
+
+def get_config(path, overrides=None, world_size=None):
+    """Load ``path`` (following ``_BASE_``; a path that does not exist is looked up among the installed
+    configs), translate a release/2.0 file, apply ``-o`` overrides, validate, fill the defaults."""
+    cfg = load_config(path, overrides, world_size)
+    g = cfg.get("Global") or {}
+    if g.get("class_num") is not None and isinstance(cfg.get("Arch"), dict) and "class_num" not in cfg["Arch"]:
+        cfg["Arch"]["class_num"] = g["class_num"]
+    validate(cfg)
+    return resolve_defaults(cfg)
