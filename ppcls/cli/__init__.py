@@ -28,6 +28,8 @@ SUBCOMMANDS = {
     "deploy": (commands.deploy, "classify images with an exported model (Paddle Inference / onnxruntime)"),
     "benchmark": (commands.benchmark, "throughput of training, inference, the predictor and onnxruntime"),
     "flops": (commands.flops, "parameters and FLOPs of a model (the RLA-Net paper's units too)"),
+    "visualize": (commands.visualize, "attention masks and Grad-CAM of a config's model as PNG / VisualDL images"),
+    "serve": (commands.serve, "an HTTP inference service for an exported model"),
 }
 
 
@@ -36,7 +38,8 @@ def _parser():
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, help_text) in SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=fn.__doc__,
+        own_parser = commands.ARGUMENTS[fn.__name__] is commands.passthrough  # it answers --help itself
+        sp = sub.add_parser(name, help=help_text, description=fn.__doc__, add_help=not own_parser,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         commands.ARGUMENTS[fn.__name__](sp)
         sp.set_defaults(func=fn)
@@ -44,6 +47,11 @@ def _parser():
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS and commands.ARGUMENTS[SUBCOMMANDS[argv[0]][0].__name__] is commands.passthrough:
+        # a command with its own parser gets everything after its name, --help included
+        run_guarded(SUBCOMMANDS[argv[0]][0], argparse.Namespace(rest=argv[1:]))
+        return 0
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -315,3 +315,24 @@ def benchmark(args):
         print(f"{r['model']:<16}{r['mode']:<22}{r['batch']:>6}{r['threads']:>8}{ips:>10}{st:>9}{rs:>9}{pk:>9}"
               f"  {r.get('note') or ''}")
     return rows
+
+
+# -- commands with their own command line ----------------------------------------------------------------
+def passthrough(p):
+    p.add_argument("rest", nargs="...", help="the command's own arguments (--help for them)")
+
+
+ARGUMENTS["visualize"] = passthrough
+ARGUMENTS["serve"] = passthrough
+
+
+def visualize(args):
+    """Attention masks or Grad-CAM panels: ppcls visualize -c CONFIG --mode attention|cam --images ... --out DIR"""
+    from ..visual.cli import main as visualize_main
+    return visualize_main(args.rest)
+
+
+def serve(args):
+    """An HTTP inference service for an exported model: ppcls serve --model-dir DIR --port 8866"""
+    from ..serving.cli import main as serve_main
+    return serve_main(args.rest)

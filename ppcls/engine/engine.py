@@ -237,7 +237,8 @@ class Engine:
         if self.evaluator is None or not g["eval_during_train"] or epoch % g["eval_interval"] \
                 or epoch < g["start_eval_epoch"]:
             return False
-        result.last_eval = self.evaluator.run(self.model, epoch)
+        # every rank joins the gather when the confusion matrix goes to VisualDL (only rank 0 writes it)
+        result.last_eval = self.evaluator.run(self.model, epoch, collect=g["use_visualdl"])
         metric = result.last_eval.main
         ema_eval = None
         if ema is not None:
@@ -248,8 +249,43 @@ class Engine:
             state.best_metric, state.best_epoch = metric, epoch
         log.best(epoch, state.best_metric)
         log.evaluation(epoch, result.last_eval, ema_eval)
+        if g["use_visualdl"] and self.rank == 0 and result.last_eval.outputs.ndim == 2:
+            from ..visual.report import confusion_matrix, confusion_matrix_image
+            outputs = result.last_eval.outputs
+            cm = confusion_matrix(result.last_eval.labels, outputs.argmax(1), outputs.shape[1])
+            log.image("eval/confusion_matrix", confusion_matrix_image(cm, self._class_names(), f"epoch {epoch}"), epoch)
         return improved
 
     # -- evaluation ---------------------------------------------------------------------------
+    def _class_names(self):
+        from ..inference.labels import label_names
+        post = (self.config.get("Infer") or {}).get("PostProcess") or {}
+        return label_names(post.get("class_id_map_file"))
+
+    def _sample_images(self):
+        """What the report's gallery shows per eval sample: a file path, or the image itself (CIFAR)."""
+        ds = self.eval_dataset
+        return ds.images if getattr(ds, "images", None) is not None else [s[0] for s in ds.samples]
+
     def eval(self):
-        return self.evaluator.run(self.model, 0)
+        """Evaluate the model over the eval set (dygraph, or the exported graph with
+        ``Global.eval_backend``); with ``Global.report_dir`` also write the evaluation report."""
+        g = self.settings
+        forward = self.model
+        if g["eval_backend"] != "dygraph":
+            from .static_eval import ExportedForward
+            sample = next(iter(self.eval_loader))[0]
+            forward = ExportedForward(self.model, list(sample.shape[1:]), g["eval_backend"], self.threads or 0,
+                                      use_gpu=self.device == "gpu")
+        try:
+            result = self.evaluator.run(forward, 0, collect=bool(g["report_dir"]))
+        finally:
+            if forward is not self.model:
+                forward.close()
+        if g["report_dir"] and self.rank == 0:
+            from ..visual.report import write_report
+            s = write_report(g["report_dir"], result.labels, result.outputs, self._class_names(), self._sample_images(),
+                             num_classes=result.outputs.shape[1], logits=True)
+            logger.info(f"evaluation report in {g['report_dir']}: top-1 {s['top1']:.5f}, macro F1 {s['macro_f1']:.5f} "
+                        f"({', '.join(sorted(s['files']))})")
+        return result
