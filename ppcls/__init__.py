@@ -11,7 +11,7 @@ first used. PaddlePaddle itself is the user's choice (paddlepaddle for CPU, padd
 """
 import warnings as _warnings
 
-__version__ = "0.2.0"
+from .version import __version__
 
 # Paddle's import warns about a missing compiler cache (irrelevant to users of this package).
 _warnings.filterwarnings("ignore", message="No ccache found")

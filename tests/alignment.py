@@ -10,11 +10,13 @@ import numpy as np
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "alignment")
 
 
-def load_fixture(name):
-    """Returns (meta, weights in the original's layout (OrderedDict), input x, [expected outputs])."""
-    with open(os.path.join(FIXTURES, f"{name}.json")) as f:
+def load_fixture(name, folder=None):
+    """Returns (meta, weights in the original's layout (OrderedDict), input x, [expected outputs]) of the
+    fixture ``name`` in ``folder`` (default: the alignment fixtures)."""
+    folder = folder or FIXTURES
+    with open(os.path.join(folder, f"{name}.json")) as f:
         meta = json.load(f)
-    data = np.load(os.path.join(FIXTURES, f"{name}.npz"))
+    data = np.load(os.path.join(folder, f"{name}.npz"))
     rng = np.random.Generator(np.random.PCG64(meta["seed"]))
     weights = OrderedDict()
     for entry in meta["manifest"]:

@@ -3,6 +3,7 @@ CIFAR python archives in the real format, and real-size JPEG photograph stand-in
 import io
 import os
 import pickle
+import struct
 import tarfile
 
 import cv2
@@ -62,3 +63,31 @@ def write_cifar_archive(path, images, labels, kind="cifar10", test_images=None, 
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return path
+
+
+# -- MXNet NDArray-list files (mx.nd.save / Gluon save_parameters), written without mxnet --------
+_V1, _V2, _V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
+MX_FLAGS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint8): 3,
+            np.dtype(np.int32): 4, np.dtype(np.int8): 5, np.dtype(np.int64): 6, np.dtype(np.bool_): 7}
+
+
+def mx_record(array, version="v2", storage=0, flag=None):
+    """One NDArray as MXNet's NDArray::Save writes it (legacy: ndim and uint32 dims, no magic)."""
+    dims = array.shape
+    if version == "legacy":
+        head = struct.pack(f"<I{len(dims)}I", len(dims), *dims)
+    elif version == "v1":
+        head = struct.pack(f"<Ii{len(dims)}q", _V1, len(dims), *dims)
+    else:
+        head = struct.pack(f"<Iii{len(dims)}q", _V2 if version == "v2" else _V3, storage, len(dims), *dims)
+    flag = MX_FLAGS[array.dtype] if flag is None else flag
+    return head + struct.pack("<iii", 1, 0, flag) + array.tobytes()
+
+
+def write_mx_params(path, records, names):
+    encoded = [n.encode("utf-8") if isinstance(n, str) else n for n in names]
+    body = struct.pack("<QQQ", 0x112, 0, len(records)) + b"".join(records)
+    body += struct.pack("<Q", len(encoded)) + b"".join(struct.pack("<Q", len(n)) + n for n in encoded)
+    with open(path, "wb") as f:
+        f.write(body)
+    return str(path)

@@ -69,3 +69,11 @@ def eval_avg(text):
     loss = float(re.search(r" loss: ([0-9.]+)", line).group(1))
     n = int(re.search(r"\((\d+) samples\)", line).group(1))
     return loss, top1, n
+
+
+def run_ppcls(*args, cwd=None, timeout=600, env=None):
+    """``python -m ppcls ARGS`` with this checkout importable from any working directory."""
+    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ppcls", *args], capture_output=True, text=True, env=e,
+                          cwd=cwd or ROOT, timeout=timeout)

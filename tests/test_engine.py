@@ -65,6 +65,9 @@ def test_visualdl_scalars(trained):
     assert {"train_loss", "train_CELoss", "train_top1", "eval_acc", "eval_top2", "eval_loss",
             "lr(LinearWarmup)"} <= tags, tags
     assert len(reader.get_data("scalar", "eval_acc")) == 3
+    # the confusion matrix of every evaluated epoch, as an image record
+    images = reader.get_data("image", "eval/confusion_matrix")
+    assert [r.id for r in images] == [1, 2, 3]
 
 
 def test_eval_tool_matches_training_eval(trained):

@@ -11,6 +11,7 @@ import pytest
 from safetensors.numpy import save_file
 
 import alignment
+from datasets import MX_FLAGS, mx_record, write_mx_params
 from ppcls.arch import build_model
 from ppcls.arch.convert import Rules, convert_state_dict
 from ppcls.arch.convert.timm_layouts import (detect_timm_dla, detect_timm_rexnet, project_model_for,
@@ -34,10 +35,9 @@ TIMM_FIXTURES = [("timm_dla34", "dla34", "DLA34", "DLA", "fc"),
 
 
 @pytest.fixture
-def load_interop_fixture(monkeypatch):
-    """alignment.load_fixture (the rebuild recipe) reading tests/fixtures/interop instead."""
-    monkeypatch.setattr(alignment, "FIXTURES", INTEROP)
-    return alignment.load_fixture
+def load_interop_fixture():
+    """alignment.load_fixture (the rebuild recipe) reading tests/fixtures/interop."""
+    return lambda name: alignment.load_fixture(name, INTEROP)
 
 
 def _manifest_keys(folder, name):
@@ -200,40 +200,13 @@ def test_tiny_gluon_net_in_paddle_matches_gluon():
     assert _tiny_gluon_error(1e-3) > 1e-5
 
 
-_V1, _V2, _V3 = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
-_FLAGS = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint8): 3,
-          np.dtype(np.int32): 4, np.dtype(np.int8): 5, np.dtype(np.int64): 6, np.dtype(np.bool_): 7}
-
-
-def _mx_record(array, version="v2", storage=0, flag=None):
-    """One NDArray as MXNet's NDArray::Save writes it (legacy: ndim and uint32 dims, no magic)."""
-    dims = array.shape
-    if version == "legacy":
-        head = struct.pack(f"<I{len(dims)}I", len(dims), *dims)
-    elif version == "v1":
-        head = struct.pack(f"<Ii{len(dims)}q", _V1, len(dims), *dims)
-    else:
-        head = struct.pack(f"<Iii{len(dims)}q", _V2 if version == "v2" else _V3, storage, len(dims), *dims)
-    flag = _FLAGS[array.dtype] if flag is None else flag
-    return head + struct.pack("<iii", 1, 0, flag) + array.tobytes()
-
-
-def _mx_file(path, records, names):
-    encoded = [n.encode("utf-8") if isinstance(n, str) else n for n in names]
-    body = struct.pack("<QQQ", 0x112, 0, len(records)) + b"".join(records)
-    body += struct.pack("<Q", len(encoded)) + b"".join(struct.pack("<Q", len(n)) + n for n in encoded)
-    with open(path, "wb") as f:
-        f.write(body)
-    return str(path)
-
-
 @pytest.mark.parametrize("version", ["legacy", "v1", "v2", "v3"])
 def test_mxnet_formats_and_dtypes(tmp_path, version):
     rng = np.random.default_rng(0)
-    arrays = {f"a{i}": rng.integers(0, 100, (2, 3, 1)).astype(dt) for i, dt in enumerate(_FLAGS)}
+    arrays = {f"a{i}": rng.integers(0, 100, (2, 3, 1)).astype(dt) for i, dt in enumerate(MX_FLAGS)}
     if version == "v3":  # numpy-shape files can hold 0-d arrays
         arrays["scalar"] = np.array(2.5, np.float32)
-    path = _mx_file(tmp_path / "w.params", [_mx_record(a, version) for a in arrays.values()], list(arrays))
+    path = write_mx_params(tmp_path / "w.params", [mx_record(a, version) for a in arrays.values()], list(arrays))
     state = read_weights(path)
     assert list(state) == list(arrays)
     assert all(state[k].dtype == a.dtype and state[k].shape == a.shape and np.array_equal(state[k], a)
@@ -241,7 +214,7 @@ def test_mxnet_formats_and_dtypes(tmp_path, version):
 
 
 def test_mxnet_file_without_the_params_extension_is_recognised_by_its_magic(tmp_path):
-    path = _mx_file(tmp_path / "weights.bin", [_mx_record(np.ones(2, np.float32))], ["w"])
+    path = write_mx_params(tmp_path / "weights.bin", [mx_record(np.ones(2, np.float32))], ["w"])
     assert list(read_weights(path)) == ["w"]
 
 
@@ -298,14 +271,14 @@ def test_broken_params_headers(tmp_path, offset, packed, fragments):
 
 
 def test_broken_params_name_lists(tmp_path):
-    one = [_mx_record(np.ones(2, np.float32))]
-    two = one + [_mx_record(np.zeros(1, np.float32))]
-    _refused(_mx_file(tmp_path / "unnamed.params", one, []), "have no names")
-    _refused(_mx_file(tmp_path / "short.params", two, ["a"]), "1 names for 2 arrays")
-    _refused(_mx_file(tmp_path / "latin1.params", one, [b"\xe9t\xe9"]), "not UTF-8")
-    _refused(_mx_file(tmp_path / "twice.params", two, ["arg:w", "aux:w"]), "two arrays are named 'w'")
-    _refused(_mx_file(tmp_path / "empty.params", [_mx_record(np.ones((), np.float32), "v2")], ["e"]), "empty NDArray")
-    path = _mx_file(tmp_path / "tail.params", one, ["a"])
+    one = [mx_record(np.ones(2, np.float32))]
+    two = one + [mx_record(np.zeros(1, np.float32))]
+    _refused(write_mx_params(tmp_path / "unnamed.params", one, []), "have no names")
+    _refused(write_mx_params(tmp_path / "short.params", two, ["a"]), "1 names for 2 arrays")
+    _refused(write_mx_params(tmp_path / "latin1.params", one, [b"\xe9t\xe9"]), "not UTF-8")
+    _refused(write_mx_params(tmp_path / "twice.params", two, ["arg:w", "aux:w"]), "two arrays are named 'w'")
+    _refused(write_mx_params(tmp_path / "empty.params", [mx_record(np.ones((), np.float32), "v2")], ["e"]), "empty NDArray")
+    path = write_mx_params(tmp_path / "tail.params", one, ["a"])
     with open(path, "ab") as f:
         f.write(b"\0\0\0")
     _refused(path, "3 unexpected bytes after the name list")

@@ -49,7 +49,9 @@ def variant(name, cls, fixed, doc, card=None, defaults=None):
                              if n != "self" and n not in fixed])
 
     def factory(*args, **kwargs):
-        return cls(**fixed, **sig.bind(*args, **kwargs).arguments)
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()  # the variant's own defaults (e.g. class_num 10 for the CIFAR nets)
+        return cls(**fixed, **bound.arguments)
     factory.__signature__ = sig
     factory.__name__ = factory.__qualname__ = name
     factory.__doc__ = doc

@@ -55,7 +55,7 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:
-        from .. import __version__
+        from ..version import __version__
         print(f"ppcls {__version__}")
         return 0
     if args.command is None:

@@ -28,6 +28,8 @@ __all__ = ["ReXUNet"]
 
 @register_model(card=ModelCard("ReXNet", 4009167, 416744756))
 class ReXUNet(Backbone):
+    """U-Net on the ReXNet-1.0 encoder: six sigmoid masks, finest first (strides 1..32)."""
+
     def __init__(self, class_num=1, encoder_pretrained=None, return_stages=None, frozen_stages=-1, norm_eval=False):
         super().__init__(return_stages, frozen_stages, norm_eval)
         if class_num != 1:

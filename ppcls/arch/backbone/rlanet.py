@@ -34,8 +34,8 @@ from .base import Backbone
 
 __all__ = ["RLANet", "RLAResNet", "RLAMobileNetV2", "RLA_RESNET_SPECS", "RLA_MOBILENET_SPECS",
            "RLA_ResNet50", "RLA_ResNet101", "RLA_ResNet152", "RLA_ECANet50", "RLA_ECANet101", "RLA_ECANet152",
-           "RLA_ResNeXt50_32x4d", "RLA_SE_ResNeXt50_32x4d", "RLA_ECA_ResNeXt50_32x4d", "RLA_ResNeXt101_32x4d",
-           "RLA_SE_ResNeXt101_32x4d", "RLA_ECA_ResNeXt101_32x4d", "RLA_MobileNetV2", "RLA_ECA_MobileNetV2",
+           "RLA_ResNeXt50_32x4d", "RLA_ResNeXt50_32x4d_SE", "RLA_ResNeXt50_32x4d_ECA", "RLA_ResNeXt101_32x4d",
+           "RLA_ResNeXt101_32x4d_SE", "RLA_ResNeXt101_32x4d_ECA", "RLA_MobileNetV2", "RLA_ECA_MobileNetV2",
            "RLA_MobileNetV2_FullConv", "RLA_ECA_MobileNetV2_FullConv"]
 
 
@@ -384,11 +384,11 @@ RLA_RESNET_SPECS = {
     "RLA_ECANet101": ResNetRow((3, 4, 23, 3), 1, 64, False, _ECA_RESNET, "rla_resnet101_eca", 45003347, 8334230528),
     "RLA_ECANet152": ResNetRow((3, 8, 36, 3), 1, 64, False, _ECA_RESNET, "rla_resnet152_eca", 60771048, 12267503616),
     "RLA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, None, "rla_resnext50_32x4d", 25463400, 4656957696),
-    "RLA_SE_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, True, None, "rla_resnext50_32x4d_se", 27978344, 4659472640),
-    "RLA_ECA_ResNeXt50_32x4d": ResNetRow((3, 4, 6, 3), 32, 4, False, _ECA_RESNET, "rla_resnext50_32x4d_eca", 25463486, 4657045504),
+    "RLA_ResNeXt50_32x4d_SE": ResNetRow((3, 4, 6, 3), 32, 4, True, None, "rla_resnext50_32x4d_se", 27978344, 4659472640),
+    "RLA_ResNeXt50_32x4d_ECA": ResNetRow((3, 4, 6, 3), 32, 4, False, _ECA_RESNET, "rla_resnext50_32x4d_eca", 25463486, 4657045504),
     "RLA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, None, "rla_resnext101_32x4d", 44891816, 8590956800),
-    "RLA_SE_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, True, None, "rla_resnext101_32x4d_se", 49634984, 8595699968),
-    "RLA_ECA_ResNeXt101_32x4d": ResNetRow((3, 4, 23, 3), 32, 4, False, _ECA_RESNET, "rla_resnext101_32x4d_eca", 44891987, 8591131648),
+    "RLA_ResNeXt101_32x4d_SE": ResNetRow((3, 4, 23, 3), 32, 4, True, None, "rla_resnext101_32x4d_se", 49634984, 8595699968),
+    "RLA_ResNeXt101_32x4d_ECA": ResNetRow((3, 4, 23, 3), 32, 4, False, _ECA_RESNET, "rla_resnext101_32x4d_eca", 44891987, 8591131648),
 }
 
 RLA_MOBILENET_SPECS = {
@@ -424,11 +424,11 @@ RLA_ECANet50 = _rla_resnet("RLA_ECANet50")
 RLA_ECANet101 = _rla_resnet("RLA_ECANet101")
 RLA_ECANet152 = _rla_resnet("RLA_ECANet152")
 RLA_ResNeXt50_32x4d = _rla_resnet("RLA_ResNeXt50_32x4d")
-RLA_SE_ResNeXt50_32x4d = _rla_resnet("RLA_SE_ResNeXt50_32x4d")
-RLA_ECA_ResNeXt50_32x4d = _rla_resnet("RLA_ECA_ResNeXt50_32x4d")
+RLA_ResNeXt50_32x4d_SE = _rla_resnet("RLA_ResNeXt50_32x4d_SE")
+RLA_ResNeXt50_32x4d_ECA = _rla_resnet("RLA_ResNeXt50_32x4d_ECA")
 RLA_ResNeXt101_32x4d = _rla_resnet("RLA_ResNeXt101_32x4d")
-RLA_SE_ResNeXt101_32x4d = _rla_resnet("RLA_SE_ResNeXt101_32x4d")
-RLA_ECA_ResNeXt101_32x4d = _rla_resnet("RLA_ECA_ResNeXt101_32x4d")
+RLA_ResNeXt101_32x4d_SE = _rla_resnet("RLA_ResNeXt101_32x4d_SE")
+RLA_ResNeXt101_32x4d_ECA = _rla_resnet("RLA_ResNeXt101_32x4d_ECA")
 RLA_MobileNetV2 = _rla_mobilenet("RLA_MobileNetV2")
 RLA_ECA_MobileNetV2 = _rla_mobilenet("RLA_ECA_MobileNetV2")
 RLA_MobileNetV2_FullConv = _rla_mobilenet("RLA_MobileNetV2_FullConv")

@@ -42,6 +42,9 @@ class _CifarBase(ImageDataset):
                 raise ConfigError(f"{where}: data has shape {data.shape}, expected [N, 3072]")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             labels.extend(int(v) for v in obj[self.label_key])
+        if class_num is not None and labels and not 0 <= min(labels) <= max(labels) < class_num:
+            raise ConfigError(f"{data_file}: labels span {min(labels)}..{max(labels)}, outside 0..{class_num - 1} "
+                              f"(Arch.class_num={class_num})")
         self.images = np.ascontiguousarray(np.concatenate(images))
         self.samples = [(f"{data_file}#{i}", l) for i, l in enumerate(labels)]
         if len(self.samples) != len(self.images):

@@ -37,12 +37,32 @@ def interpolation_flag(value, where):
     return INTERPOLATIONS[key]
 
 
-def _resize(img, w, h, interp):
+BACKENDS = ("cv2", "pil")
+
+
+def check_backend(backend, where):
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where}.backend: 'cv2' or 'pil', got {backend!r}")
+    return backend
+
+
+def _pil_resample(interp):
+    from PIL import Image
+    return {cv2.INTER_NEAREST: Image.NEAREST, cv2.INTER_LINEAR: Image.BILINEAR, cv2.INTER_CUBIC: Image.BICUBIC,
+            cv2.INTER_AREA: Image.BOX, cv2.INTER_LANCZOS4: Image.LANCZOS}[interp]
+
+
+def _resize(img, w, h, interp, backend="cv2"):
+    """cv2's resize, or PIL's (which filters over the whole source footprint when shrinking, as
+    PaddleClas's and torchvision's PIL pipelines do)."""
     if interp is None:
         interp = random.choice((cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA,
                                 cv2.INTER_LANCZOS4))
     if img.shape[1] == w and img.shape[0] == h:
         return img
+    if backend == "pil":
+        from PIL import Image
+        return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((w, h), resample=_pil_resample(interp)))
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
@@ -78,13 +98,26 @@ class DecodeImage:
     def __init__(self, to_rgb=True, channel_first=False, to_np=True, backend="cv2", reduce=1):
         self.to_rgb = to_rgb
         self.channel_first = channel_first
-        if backend not in ("cv2", "pil"):
-            raise ConfigError(f"DecodeImage.backend: 'cv2' or 'pil', got {backend!r}")
+        if not to_np:
+            from ...utils.config import warn_compat
+            warn_compat("DecodeImage.to_np", "images always travel as numpy arrays here")
+        self.backend = check_backend(backend, "DecodeImage")
         flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                  8: cv2.IMREAD_REDUCED_COLOR_8}
-        if reduce not in flags:
-            raise ConfigError(f"DecodeImage.reduce: 1, 2, 4 or 8, got {reduce!r}")
+        if reduce not in flags or (backend == "pil" and reduce != 1):
+            raise ConfigError(f"DecodeImage.reduce: 1, 2, 4 or 8 (1 with backend pil), got {reduce!r}")
         self.flag = flags[reduce]
+
+    def _decode_pil(self, buf):
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+        try:
+            with Image.open(io.BytesIO(buf.tobytes())) as im:
+                img = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DecodeError(f"not a decodable image ({e})") from None
+        return img if self.to_rgb else np.ascontiguousarray(img[:, :, ::-1])
 
     def __call__(self, data):
         if isinstance(data, np.ndarray) and data.ndim == 3:
@@ -93,11 +126,14 @@ class DecodeImage:
             buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray)) else data
             if buf is None or buf.size == 0:
                 raise DecodeError("empty file")
-            img = cv2.imdecode(buf, self.flag)
-            if img is None:
-                raise DecodeError("not a decodable image")
-            if self.to_rgb:
-                img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            if self.backend == "pil":
+                img = self._decode_pil(buf)
+            else:
+                img = cv2.imdecode(buf, self.flag)
+                if img is None:
+                    raise DecodeError("not a decodable image")
+                if self.to_rgb:
+                    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if self.channel_first:
             img = img.transpose((2, 0, 1))
         return img
@@ -115,6 +151,7 @@ class RandCropImage:
         self.ratio = tuple(ratio) if ratio is not None else (3.0 / 4.0, 4.0 / 3.0)
         self.interp = interpolation_flag(interpolation, "RandCropImage")
         self.use_log_aspect = use_log_aspect
+        self.backend = check_backend(backend, "RandCropImage")
 
     def __call__(self, img):
         img_h, img_w = img.shape[:2]
@@ -131,7 +168,7 @@ class RandCropImage:
         h = max(1, min(img_h, int(side * fh)))
         x = random.randint(0, img_w - w)
         y = random.randint(0, img_h - h)
-        return _resize(img[y:y + h, x:x + w], self.size[0], self.size[1], self.interp)
+        return _resize(img[y:y + h, x:x + w], self.size[0], self.size[1], self.interp, self.backend)
 
 
 @register_op
@@ -165,6 +202,7 @@ class ResizeImage:
         self.size = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
         self.resize_short = resize_short
         self.interp = interpolation_flag(interpolation, "ResizeImage")
+        self.backend = check_backend(backend, "ResizeImage")
 
     def __call__(self, img):
         h, w = img.shape[:2]
@@ -173,7 +211,7 @@ class ResizeImage:
             nw, nh = int(round(w * percent)), int(round(h * percent))
         else:
             nw, nh = self.size
-        return _resize(img, nw, nh, self.interp)
+        return _resize(img, nw, nh, self.interp, self.backend)
 
 
 @register_op

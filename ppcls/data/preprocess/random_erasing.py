@@ -1,6 +1,6 @@
 """Random erasing (Zhong et al.), after NormalizeImage: a random rectangle of the normalised image is
 replaced by per-pixel normal noise (``mode: pixel``), one normal value per channel (``rand``) or zeros
-(``const``). Works on HWC or CHW float images. Randomness: Python's ``random`` and numpy's global
+(``const``: ``mean`` per channel, zeros by default, as PaddleClas fills it). Works on HWC or CHW float images. Randomness: Python's ``random`` and numpy's global
 generator (both seeded per sample by the dataset)."""
 import math
 import random
@@ -25,6 +25,7 @@ class RandomErasing:
         self.use_log = use_log_aspect
         self.attempt = int(attempt)
         self.mode = mode
+        self.fill = None if mean is None else np.asarray(mean, dtype=np.float64).reshape(1, 1, -1)
 
     def __call__(self, img):
         if self.p <= 0 or random.random() >= self.p:
@@ -44,7 +45,7 @@ class RandomErasing:
                 elif self.mode == "rand":
                     patch = np.random.normal(size=(1, 1, c))
                 else:
-                    patch = np.zeros((1, 1, c))
+                    patch = np.zeros((1, 1, c)) if self.fill is None else np.broadcast_to(self.fill, (1, 1, c))
                 img = img.copy()
                 if chw:
                     img[:, y:y + eh, x:x + ew] = patch.transpose(2, 0, 1).astype(img.dtype)
