@@ -18,14 +18,8 @@ SHA = hashlib.sha256(DATA).hexdigest()
 
 
 @pytest.fixture(autouse=True)
-def env(tmp_path, monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("PPCLS_") or name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("PPCLS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PPCLS_DOWNLOAD_BACKOFF", "0.01")
-    return monkeypatch
+def env(download_env):
+    return download_env
 
 
 @pytest.fixture

@@ -73,6 +73,24 @@ class Weights:
         return d
 
 
+PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
+TIMM_ACCURACY = "timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b5850)"
+
+
+def paddleclas_weights(name, top1, top5, docs, upstream_license):
+    """PaddleClas's conversion of the official weights (its ``MODEL_URLS``): the default where it exists,
+    since it needs no conversion and was evaluated with this framework's preprocessing."""
+    return Weights("paddleclas_in1k", "paddle", f"{name}_pretrained.pdparams", url=f"{PADDLECLAS_URL}{name}_pretrained.pdparams",
+                   top1=top1, top5=top5, published=f"PaddleClas {docs} (PaddlePaddle/PaddleClas@d178931f)",
+                   license=f"Apache-2.0 (PaddleClas); converted from the {upstream_license} weights", default=True)
+
+
+def timm_weights(tag, hub, top1, top5, license, interpolation="bilinear"):
+    """timm's file on the Hugging Face Hub (``model.safetensors`` of ``hub``)."""
+    return Weights(tag, "timm", "model.safetensors", hub=hub, top1=top1, top5=top5, published=TIMM_ACCURACY,
+                   license=f"{license} (timm pretrained_cfg)", eval=EvalTransform(interpolation=interpolation))
+
+
 WEIGHTS = {}
 
 

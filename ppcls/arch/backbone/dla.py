@@ -16,7 +16,7 @@ import paddle
 import paddle.nn as nn
 
 from ..registry import ModelCard, variant
-from ..weights import EvalTransform, Weights, register_weights
+from ..weights import Weights, paddleclas_weights, register_weights, timm_weights
 from .base import Backbone
 
 __all__ = ["DLA", "DLA_SPECS", "DLA34", "DLA46_c", "DLA46x_c", "DLA60x_c", "DLA60", "DLA60x", "DLA102",
@@ -220,21 +220,12 @@ DLA169 = _dla("DLA169")
 
 # -- published weights: PaddleClas's conversions, timm's Hub files, the authors' own (whose host,
 # dl.yf.io, may no longer answer); accuracies as each source published them
-_PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
-_PADDLECLAS_ACC = "PaddleClas docs/zh_CN/models/ImageNet1k/DLA.md (PaddlePaddle/PaddleClas@d178931f)"
-_TIMM_ACC = "timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b5850)"
-
-
 def _paddleclas(name, top1, top5):
-    return Weights("paddleclas_in1k", "paddle", f"{name}_pretrained.pdparams",
-                   url=f"{_PADDLECLAS_URL}{name}_pretrained.pdparams", top1=top1, top5=top5, published=_PADDLECLAS_ACC,
-                   license="Apache-2.0 (PaddleClas); converted from the BSD-3-Clause ucbdrive/dla weights",
-                   default=True)
+    return paddleclas_weights(name, top1, top5, "docs/zh_CN/models/ImageNet1k/DLA.md", "BSD-3-Clause ucbdrive/dla")
 
 
 def _timm(hub, top1, top5):
-    return Weights("timm_in1k", "timm", "model.safetensors", hub=hub, top1=top1, top5=top5, published=_TIMM_ACC,
-                   license="BSD-3-Clause (timm pretrained_cfg)", eval=EvalTransform())
+    return timm_weights("timm_in1k", hub, top1, top5, "BSD-3-Clause")
 
 
 def _ucbdrive(file):

@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from ..registry import ModelCard, variant
-from ..weights import EvalTransform, Weights, register_weights
+from ..weights import Weights, paddleclas_weights, register_weights, timm_weights
 from .base import Backbone
 
 __all__ = ["ReXNet", "REXNET_SPECS", "rexnet_channels", "ReXNet_1_0", "ReXNet_1_3", "ReXNet_1_5", "ReXNet_2_0",
@@ -157,21 +157,15 @@ ReXNet_3_0 = _rexnet("ReXNet_3_0")
 
 # -- published weights: PaddleClas's conversions, timm's Hub files of the NAVER originals ("nav"), and
 # clovaai's own (Google Drive only); accuracies as each source published them
-_PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/"
-_PADDLECLAS_ACC = "PaddleClas docs/zh_CN/models/ImageNet1k/ReXNet.md (PaddlePaddle/PaddleClas@d178931f)"
-_TIMM_ACC = "timm results/results-imagenet.csv (huggingface/pytorch-image-models@aa4b5850)"
 _CLOVAAI_ACC = "clovaai/rexnet README.md (ImageNet-1k pretrained models table, @61debcc4)"
 
 
 def _paddleclas(name, top1, top5):
-    return Weights("paddleclas_in1k", "paddle", f"{name}_pretrained.pdparams",
-                   url=f"{_PADDLECLAS_URL}{name}_pretrained.pdparams", top1=top1, top5=top5, published=_PADDLECLAS_ACC,
-                   license="Apache-2.0 (PaddleClas); converted from the MIT clovaai/rexnet weights", default=True)
+    return paddleclas_weights(name, top1, top5, "docs/zh_CN/models/ImageNet1k/ReXNet.md", "MIT clovaai/rexnet")
 
 
 def _timm(hub, top1, top5):
-    return Weights("timm_nav_in1k", "timm", "model.safetensors", hub=hub, top1=top1, top5=top5, published=_TIMM_ACC,
-                   license="MIT (timm pretrained_cfg)", eval=EvalTransform(interpolation="bicubic"))
+    return timm_weights("timm_nav_in1k", hub, top1, top5, "MIT", interpolation="bicubic")
 
 
 def _clovaai(file, page, top1, top5):
