@@ -146,6 +146,18 @@ def test_manual_download_says_where_the_file_goes(tmp_path):
     assert os.path.isfile(cached_path("RLA_MobileNetV2", w) + ".sha256")
 
 
+@pytest.mark.parametrize("fixture,folder,name", [("timm_dla34", INTEROP, "DLA34"), ("rexnet_1_0", None, "ReXNet_1_0")])
+def test_paddleclas_files_load_as_they_are(tmp_path, fixture, folder, name):
+    """PaddleClas's DLA and ReXNet module trees are this project's: their .pdparams load key for key,
+    with the original's logits."""
+    data, x, expected = _paddleclas_file(fixture, name, folder)
+    path = tmp_path / f"{name}_pretrained.pdparams"
+    path.write_bytes(data)
+    model = build_model({"name": name, "pretrained": str(path)[:-len(".pdparams")]})
+    model.eval()
+    assert _relerr(model(paddle.to_tensor(x)), expected) < 1e-3
+
+
 def test_url_given_directly(server):
     data, x, expected = _paddleclas_file("timm_dla46_c", "DLA46_c", INTEROP)
     server.files["/mine/dla46c.pdparams"] = data
