@@ -28,13 +28,100 @@ def list_images(path, limit=0):
     return files[:limit] if limit else files
 
 
-def decode_rgb(data):
-    """Encoded image bytes (or a uint8 array of them) -> HWC uint8 RGB, or None when they do not decode."""
-    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    if buf.size == 0:
-        return None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+def decode_rgb(data, max_pixels=None, raise_errors=False):
+    """Encoded image bytes (or a uint8 array of them) -> HWC uint8 RGB, or None when they do not decode.
+    With ``raise_errors`` a ``DecodeError`` says why instead; its ``kind`` is "empty", "format",
+    "pixels", "truncated" or "corrupt".
+
+    Nothing is decoded before two checks: the pixel count read from the header (JPEG and PNG parsed
+    here, other formats through PIL's lazy open) must not exceed ``max_pixels`` (None: PIL's
+    ``Image.MAX_IMAGE_PIXELS``, 89.5 MP by default; 0: no limit), so a decompression bomb is refused
+    at the cost of reading its header; and a JPEG must reach its end-of-image marker (walked segment
+    by segment, so data appended after it, such as a motion photo's video, is fine), because OpenCV
+    4.x decodes a truncated baseline JPEG partially, grey below the cut, without an error."""
+    import io
+
+    from PIL import Image
+
+    def fail(kind, message):
+        if not raise_errors:
+            return None
+        err = DecodeError(message)
+        err.kind = kind
+        raise err
+
+    if isinstance(data, np.ndarray):
+        raw = data.tobytes()
+    elif isinstance(data, (bytearray, memoryview)):
+        raw = bytes(data)
+    else:
+        raw = data
+    n = len(raw)
+    if n == 0:
+        return fail("empty", "empty image data")
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    fmt, size, complete = None, None, True
+    if raw[:3] == b"\xff\xd8\xff":
+        fmt, complete, pos = "JPEG", False, 2
+        while pos < n:
+            if raw[pos] != 0xFF:  # extraneous bytes before a marker: skipped, as libjpeg does
+                pos = raw.find(b"\xff", pos)
+                if pos < 0:
+                    break
+            while pos < n and raw[pos] == 0xFF:  # fill bytes
+                pos += 1
+            if pos >= n:
+                break
+            marker = raw[pos]
+            pos += 1
+            if marker == 0xD9:  # end of image
+                complete = True
+                break
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+                continue
+            if pos + 2 > n:
+                break
+            end = pos + ((raw[pos] << 8) | raw[pos + 1])
+            if end < pos + 2:
+                return fail("corrupt", f"corrupt JPEG: segment of negative length at byte {pos}")
+            if end > n:
+                break
+            if size is None and 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and end - pos >= 7:
+                size = ((raw[pos + 5] << 8) | raw[pos + 6], (raw[pos + 3] << 8) | raw[pos + 4])  # SOFn: W, H
+            pos = end
+            if marker == 0xDA:  # start of scan: entropy-coded data runs to the next real marker
+                while True:
+                    j = raw.find(b"\xff", pos)
+                    if j < 0 or j + 1 >= n:
+                        pos = n
+                        break
+                    nxt = raw[j + 1]
+                    if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:  # stuffed 0xFF or restart marker
+                        pos = j + 2
+                    elif nxt == 0xFF:
+                        pos = j + 1
+                    else:
+                        pos = j
+                        break
+    elif raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR" and n >= 24:
+        fmt, size = "PNG", (int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big"))
+    else:
+        try:
+            with Image.open(io.BytesIO(raw)) as im:
+                fmt, size = im.format, im.size
+        except Image.DecompressionBombError:
+            return fail("pixels", f"image has more than {2 * Image.MAX_IMAGE_PIXELS} pixels (PIL's bomb limit)")
+        except Exception:
+            return fail("format", f"not a decodable image (unrecognised format, first bytes {raw[:8]!r})")
+    if size is not None and limit and size[0] * size[1] > limit:
+        return fail("pixels", f"{fmt} image of {size[0]}x{size[1]} = {size[0] * size[1]} pixels is over the "
+                              f"limit of {limit} pixels")
+    if not complete:
+        return fail("truncated", f"truncated JPEG: the data ({n} bytes) ends before the end-of-image marker")
+    img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return fail("corrupt", f"not a decodable {fmt} image" if fmt else "not a decodable image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_rgb(path):
