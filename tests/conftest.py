@@ -20,3 +20,35 @@ def download_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PPCLS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PPCLS_DOWNLOAD_BACKOFF", "0.01")
     return monkeypatch
+
+
+# -- running the suite on two workers (tests/run_tests.sh) --------------------------------------------------
+# run_tests.sh runs the suite twice: `--phase parallel` on pytest-xdist workers (--dist loadgroup), then
+# `--phase timing` alone, so that the tests asserting speed ratios never share the cores. Under loadgroup
+# every test stays with the other tests of its module (module fixtures are built once), except the
+# parametrized per-model checks below, which spread over the workers; every test that runs
+# paddle.distributed.launch is in one group, because launches use fixed default ports.
+SPREAD = {"test_dygraph_predictor_onnx_equivalence", "test_matches_original", "test_matches_gluon_reference",
+          "test_config_trains_one_step", "test_int8_top1_within_half_a_point_on_the_digits",
+          "test_model_cards_equal_the_built_models", "test_counts_equal_the_original"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--phase", choices=["all", "parallel", "timing"], default="all",
+                     help="parallel: all but the tests marked timing; timing: only those (tests/run_tests.sh)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    phase = config.getoption("--phase")
+    if phase != "all":
+        keep = [i for i in items if (i.get_closest_marker("timing") is not None) == (phase == "timing")]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+    for item in items:
+        if item.get_closest_marker("launch") is not None:
+            item.add_marker(pytest.mark.xdist_group("launch"))
+        elif item.originalname not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -11,7 +11,7 @@ from ppcls.engine import Engine
 from ppcls.schema import get_config
 
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
-                 if "_base_" not in p)
+                 if "_base_" not in p and os.sep + "deploy" + os.sep not in p)  # deploy/: inference configs
 FAST = {"DLA46_c.yaml", "DLA60_best.yaml", "ReXNet_1_0.yaml", "RLA_MobileNetV2.yaml",
         "AttentionNet56_CIFAR10_tricks.yaml", "DLA46_c_digits.yaml", "ReXUNet_demo_shapes.yaml"}
 

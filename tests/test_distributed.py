@@ -7,7 +7,7 @@ import pytest
 
 from engine_utils import ROOT, eval_avg, run_tool, tiny_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launch]
 
 
 def launch(tmp_path, tool, *args, nproc=2, timeout=600):

@@ -38,7 +38,23 @@ def input_size(name):
     return 32 if name.endswith("_CIFAR") else 64
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST else [pytest.mark.slow]) for n in list_models()])
+# One model per distinct structure is exported and compared. Left out: the variants that only repeat
+# or widen the stages of one that is kept (DLA60 -> DLA102 / DLA169, RLA's and ResNet's 50 -> 101 / 152,
+# ReXNet_1_0 -> 1_3 .. 3_0, Attention-56 / 92 -> 128 .. 452, ImageNet and CIFAR), whose graphs hold no op
+# that the kept ones lack; their dygraph outputs are checked against the originals in the family tests.
+# They took 19 of the suite's 55 minutes on 2 cores (Attention-452 alone 3 minutes, float64 reference
+# run included).
+SAME_STRUCTURE_AS_A_KEPT_ONE = {
+    "DLA102", "DLA102x", "DLA169", "ResNet34", "ResNet101", "ResNet152",
+    "RLA_ResNet101", "RLA_ResNet152", "RLA_ECANet101", "RLA_ECANet152",
+    "RLA_ResNeXt101_32x4d", "RLA_ResNeXt101_32x4d_SE", "RLA_ResNeXt101_32x4d_ECA",
+    "ReXNet_1_3", "ReXNet_1_5", "ReXNet_2_0", "ReXNet_3_0",
+    "AttentionNet128", "AttentionNet164", "AttentionNet236", "AttentionNet452",
+    "AttentionNet128_CIFAR", "AttentionNet164_CIFAR", "AttentionNet236_CIFAR", "AttentionNet452_CIFAR"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST else [pytest.mark.slow]) for n in list_models()
+                                  if n not in SAME_STRUCTURE_AS_A_KEPT_ONE])
 def test_dygraph_predictor_onnx_equivalence(name, tmp_path):
     paddle.seed(0)
     class_num = 1 if name == "ReXUNet" else 10
@@ -64,7 +80,7 @@ def test_dygraph_predictor_onnx_equivalence(name, tmp_path):
     d_onnx = float(np.abs(onnx_out - ref).max())
     tol = 1e-4 * scale
     if max(d_pred, d_onnx) > tol:
-        # the deepest nets (Attention-236/452) amplify float32 rounding itself by more than 1e-4 (as
+        # the deepest nets amplify float32 rounding itself by more than 1e-4 (as
         # the alignment fixtures record); then the bound is ten times the model's own float32 error,
         # measured against a float64 run of the same weights
         model64 = build_model({"name": name, "class_num": class_num})

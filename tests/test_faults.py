@@ -16,7 +16,7 @@ from ppcls.engine.checkpoint import load_checkpoint
 from ppcls.schema import get_config
 from ppcls.utils.errors import RunError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launch]
 
 # Runs tools/train.py after patching ppcls for a fault: FAULT=save:<n> exits hard (like kill -9) in the
 # middle of the n-th checkpoint save, after its weights file was replaced and before its states file.

@@ -57,6 +57,7 @@ def test_benchmark_tool_table(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_pipeline_keeps_up_with_dla60_training(tmp_path):
     """The DLA60 training config's pipeline with 2 workers delivers >= 3x the images/s of a DLA60
     training step, and the reader is < 5% of the step in an engine run."""

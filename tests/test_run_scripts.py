@@ -7,7 +7,7 @@ import pytest
 from engine_utils import ROOT
 from datasets import make_synthetic_dataset
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.launch]
 
 
 def test_run_train_and_test_dla60_on_cpu(tmp_path):

@@ -393,6 +393,7 @@ def test_eval_report_dir_agrees_with_the_printed_top1(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.launch
 def test_eval_report_dir_same_under_distributed_evaluation(tmp_path):
     """Two evaluating processes write the same report as one (rank 0 writes after gathering every sample)."""
     cfg, weights, _ = _tool_setup(tmp_path, "ResNet18")
