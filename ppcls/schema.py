@@ -41,6 +41,7 @@ GLOBAL = {
     "use_visualdl": (bool, False),
     "image_shape": (list, [3, 224, 224]),       # export's input shape; benchmark and probes
     "save_inference_dir": (str, "./inference"),  # export
+    "backend_probe": (bool, True),              # export: time Paddle Inference vs onnxruntime -> backend.json
     "infer_output_index": (int, 0),             # export: which output of a dense model is served
     "to_static": (bool, False),                 # engine: train a paddle.jit.to_static program
     "seed": (OPT_INT, None),

@@ -455,6 +455,7 @@ def test_overload_gives_503_and_recovers(exported):
 
 
 @pytest.mark.slow  # ~10 s on the shared 2-core machine (warm-up of 64 batch sizes, 16 photos)
+@pytest.mark.timing  # the 504 must come within 4 s
 def test_ready_only_after_warmup_and_timeout_gives_504(exported):
     """/health and /predict say 503 until the warm-up (here batch sizes 1..64) is over; a request
     that cannot be answered within --timeout (its 16 photos take longer to decode) gets 504 and the

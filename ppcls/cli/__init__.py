@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "convert": (commands.convert, "convert another implementation's checkpoint to .pdparams"),
     "models": (commands.models, "list the registered models with params, MACs and weights"),
     "predict": (commands.predict, "classify images with a registered model, no config file needed"),
+    "quantize": (commands.quantize, "INT8 post-training quantization of an exported model (onnxruntime QDQ)"),
     "deploy": (commands.deploy, "classify images with an exported model (Paddle Inference / onnxruntime)"),
     "benchmark": (commands.benchmark, "throughput of training, inference, the predictor and onnxruntime"),
     "flops": (commands.flops, "parameters and FLOPs of a model (the RLA-Net paper's units too)"),

@@ -98,6 +98,34 @@ def deploy(args):
     return predict_folder(cfg)
 
 
+@arguments("quantize")
+def _quantize_arguments(p):
+    _config_arguments(p)
+    p.add_argument("--model-dir", required=True, help="the fp32 export (tools/export_model.py) to quantize")
+    p.add_argument("--out", required=True, help="folder for the INT8 model (inference.onnx, inference.yml, backend.json)")
+    p.add_argument("--calib-images", type=int, default=64, help="train-list images to calibrate on (default: %(default)s)")
+    p.add_argument("--calib-method", default="percentile",
+                   help="activation ranges: percentile (default: the 99.999th percentile of |x|), minmax or entropy")
+    p.add_argument("--fp32-ops", default="", help="comma list of op types to keep in float32, e.g. Sigmoid,Mul")
+    p.add_argument("--keep-bn", action="store_true",
+                   help="leave BatchNorms that follow no Conv as they are (default: rewrite them as 1x1 depthwise Conv)")
+    p.add_argument("--no-split-concat", action="store_true",
+                   help="keep Conv(Concat) whole even where the inputs' ranges differ by more than 4x")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+
+
+def quantize(args):
+    """INT8 post-training quantization of an exported model (onnxruntime, QDQ, per-channel weights),
+    calibrated on the config's train list, evaluated fp32 vs int8 on its eval list:
+    ppcls quantize -c CONFIG --model-dir inference/X --out inference/X_int8 --calib-images 200"""
+    from ..inference.quantize import quantize as run
+    ops = tuple(t.strip() for t in args.fp32_ops.split(",") if t.strip())
+    r = run(_config(args), args.model_dir, args.out, calib_images=args.calib_images, calib_method=args.calib_method,
+            fp32_op_types=ops, threads=args.threads, bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat)
+    print(f"fp32 top1: {r['fp32_top1']:.5f} int8 top1: {r['int8_top1']:.5f}", flush=True)
+    return r
+
+
 # -- models and weights -------------------------------------------------------------------------------
 @arguments("convert")
 def _convert_arguments(p):
@@ -251,58 +279,101 @@ def flops(args):
 
 
 # -- benchmark ----------------------------------------------------------------------------------------
+README_MODELS = ("DLA34", "RLA_ResNet50", "ReXNet_1_0", "AttentionNet56")  # the four families' main variants
+README_TABLE = os.path.join("docs", "throughput.md")
+README_CHART = os.path.join("docs", "images", "throughput.png")
+
+
 @arguments("benchmark")
 def _benchmark_arguments(p):
-    p.add_argument("-a", "--arch", required=True)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("-a", "--arch", default=None, help="a model name, or a comma list of them")
+    p.add_argument("--batch-size", default="8", help="batch size, or a comma list (e.g. 1,8)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--mode", default="train,infer,predictor",
-                   help="comma list of modes (train, train_static, infer, predictor, onnx, data, pipeline, ...; "
-                        "'all': every model-only mode); an unknown one is refused with the list")
+                   help="comma list of modes (train, train_static, infer, predictor, onnx, int8, data, pipeline, ...; "
+                        "'all': every model-only mode); an unknown one is refused with the list. The inference modes "
+                        "(infer, predictor, predictor_no_onednn, onnx, int8) are timed in alternating windows; int8 "
+                        "quantizes the random-weight model calibrated on random images")
     p.add_argument("--threads", default="0", help="CPU threads, comma list to compare (0 = all cores)")
     p.add_argument("-c", "--config", default=None, help="training config whose data pipeline the data / pipeline modes run")
     p.add_argument("-o", "--override", action="append", default=[], help="overrides of that config")
     p.add_argument("--workers", type=int, default=2, help="loader workers for the data / pipeline modes")
     p.add_argument("--windows", type=int, default=3, help="timed windows (the median is reported)")
     p.add_argument("--iters", type=int, default=3, help="steps per timed window")
+    p.add_argument("--chart", default=None, help="write a PNG bar chart of the inference modes to this path")
+    p.add_argument("--markdown", default=None, help="write the inference modes as a markdown table to this path")
+    p.add_argument("--readme", action="store_true",
+                   help=f"the README's table: {', '.join(README_MODELS)} at batch 1 and 8, modes infer,predictor,onnx,int8, "
+                        f"written to {README_TABLE} and {README_CHART} (unless --markdown / --chart say otherwise)")
     p.add_argument("--json", action="store_true")
 
 
-def _pipeline_config(args, threads):
+def _pipeline_config(args, arch, batch, threads):
     from ..schema import get_config
     return get_config(args.config, list(args.override) + [
-        f"Arch.name={args.arch}", "Global.epochs=1", "Global.eval_during_train=False", "Global.print_batch_step=1000",
-        "Global.device=cpu", f"Global.cpu_threads={threads}", f"DataLoader.Train.sampler.batch_size={args.batch_size}",
+        f"Arch.name={arch}", "Global.epochs=1", "Global.eval_during_train=False", "Global.print_batch_step=1000",
+        "Global.device=cpu", f"Global.cpu_threads={threads}", f"DataLoader.Train.sampler.batch_size={batch}",
         f"DataLoader.Train.loader.num_workers={args.workers}", "DataLoader.Train.dataset.batch_transform_ops=null",
         "Global.output_dir=" + os.path.join(os.environ.get("TMPDIR", "/tmp"), "ppcls_bench_pipeline")])
 
 
 def benchmark(args):
-    """Throughput table for one model: training, dygraph inference, the exported predictor, onnxruntime
-    and the input pipeline (the config's own data):
-    ppcls benchmark -a DLA34 --batch-size 8 --mode train,infer,predictor,onnx"""
-    from ..benchmark import ALL_MODES, bench_train_pipeline, run_benchmarks
+    """Throughput table: training, dygraph inference, the exported predictor, onnxruntime, onnxruntime
+    INT8 and the input pipeline (the config's own data), for one or more models and batch sizes; the
+    inference modes also as one line per model with each one's ratio to the fastest:
+    ppcls benchmark -a DLA34 --batch-size 1,8 --mode infer,predictor,onnx,int8 --chart throughput.png
+    ppcls benchmark --readme     (the README's table and docs/images/throughput.png)"""
+    from ..benchmark import ALL_MODES, INT8_NOTE, bench_train_pipeline, comparison_lines, markdown_table, run_benchmarks, write_chart
     from ..schema import get_config
     from ..utils.device import available_cores
+    if args.readme:
+        args.arch = args.arch or ",".join(README_MODELS)
+        args.batch_size = "1,8" if args.batch_size == "8" else args.batch_size
+        args.mode = "infer,predictor,onnx,int8"
+        args.markdown = args.markdown or README_TABLE
+        args.chart = args.chart or README_CHART
+    if not args.arch:
+        raise ConfigError("-a/--arch is required (or --readme)")
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    try:
+        batches = [int(b) for b in str(args.batch_size).split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch-size: integers separated by commas, got {args.batch_size!r}") from None
+    if not batches or min(batches) < 1:
+        raise ConfigError(f"--batch-size: positive integers, got {args.batch_size!r}")
     modes = ALL_MODES if args.mode == "all" else [m.strip() for m in args.mode.split(",") if m.strip()]
     for m in modes:
         if m not in ALL_MODES + ["data", "pipeline"]:
             from ..utils.errors import did_you_mean
             raise ConfigError(f"--mode: unknown mode '{m}'" + did_you_mean(m, ALL_MODES + ["data", "pipeline"], listing=True))
+    from ..arch import list_models
+    for a in archs:
+        if a not in list_models():
+            from ..utils.errors import did_you_mean
+            raise ConfigError(f"-a: unknown model '{a}'" + did_you_mean(a, list_models()))
     rows = []
     for t in [int(x) for x in args.threads.split(",")]:
         threads = t or available_cores()
-        plain = [m for m in modes if m != "pipeline"]
-        if plain:
-            config = get_config(args.config, args.override) if args.config and "data" in plain else None
-            rows += run_benchmarks(args.arch, args.batch_size, args.image_size, plain, threads, config, args.workers,
-                                   windows=args.windows, iters=args.iters)
-        if "pipeline" in modes:
-            res, note = (None, "needs -c CONFIG") if not args.config else bench_train_pipeline(_pipeline_config(args, threads))
-            rows.append({"model": args.arch, "mode": "pipeline", "batch": args.batch_size, "threads": threads,
-                         "images_per_s": None if res is None else round(res["images_per_s"], 2),
-                         "step_s": None if res is None else round(res["step_s"], 4),
-                         "reader_share": None if res is None else round(res["reader_share"], 4), "note": note})
+        for arch in archs:
+            for batch in batches:
+                plain = [m for m in modes if m != "pipeline"]
+                if plain:
+                    config = get_config(args.config, args.override) if args.config and "data" in plain else None
+                    rows += run_benchmarks(arch, batch, args.image_size, plain, threads, config, args.workers,
+                                           windows=args.windows, iters=args.iters)
+                if "pipeline" in modes:
+                    res, note = (None, "needs -c CONFIG") if not args.config else \
+                        bench_train_pipeline(_pipeline_config(args, arch, batch, threads))
+                    rows.append({"model": arch, "mode": "pipeline", "batch": batch, "threads": threads,
+                                 "images_per_s": None if res is None else round(res["images_per_s"], 2),
+                                 "step_s": None if res is None else round(res["step_s"], 4),
+                                 "reader_share": None if res is None else round(res["reader_share"], 4), "note": note})
+    if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(markdown_table(rows))
+    if args.chart:
+        write_chart(rows, args.chart, image_size=args.image_size)
     if args.json:
         print(json.dumps(rows))
         return rows
@@ -314,6 +385,17 @@ def benchmark(args):
         pk = "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"
         print(f"{r['model']:<16}{r['mode']:<22}{r['batch']:>6}{r['threads']:>8}{ips:>10}{st:>9}{rs:>9}{pk:>9}"
               f"  {r.get('note') or ''}")
+    lines = comparison_lines(rows)
+    if lines:
+        print("\ninference, images/s (ratio to the fastest; timed in alternating windows in this run):")
+        for line in lines:
+            print("  " + line)
+        if "int8" in modes:
+            print(f"  int8: {INT8_NOTE}")
+    if args.markdown:
+        print(f"wrote {args.markdown}")
+    if args.chart:
+        print(f"wrote {args.chart}")
     return rows
 
 

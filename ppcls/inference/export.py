@@ -39,6 +39,9 @@ def export_model(model, out_dir, image_shape, add_softmax=True, output_index=0, 
     wrapped = ExportModel(model, add_softmax=add_softmax and not dense, output_index=output_index)
     wrapped.eval()
     os.makedirs(out_dir, exist_ok=True)
+    stale = os.path.join(out_dir, "backend.json")
+    if os.path.isfile(stale):
+        os.remove(stale)  # an earlier export's probe measured another model
     static = paddle.jit.to_static(wrapped, input_spec=[paddle.static.InputSpec([None] + shape, "float32", "x")],
                                   full_graph=True)
     paddle.jit.save(static, os.path.join(out_dir, "inference"))
@@ -60,8 +63,11 @@ def deploy_meta(config):
                                      "label_list": label_names(post.get("class_id_map_file"))}}}
 
 
-def export(config, out_dir=None):
-    """tools/export_model.py: the config's model with its weights, to ``Global.save_inference_dir``."""
+def export(config, out_dir=None, probe=None):
+    """tools/export_model.py: the config's model with its weights, to ``Global.save_inference_dir``.
+    With ``probe`` (default: ``Global.backend_probe``, on in a validated config) Paddle Inference and
+    onnxruntime are timed on the exported model (it is converted to inference.onnx for that) and the
+    result is stored as ``backend.json``, which the deploy predictor's ``backend: auto`` follows."""
     g = config["Global"]
     arch = dict(config["Arch"])
     add_softmax = arch.pop("infer_add_softmax", True)
@@ -75,4 +81,14 @@ def export(config, out_dir=None):
     export_model(model, out_dir, g.get("image_shape") or [3, 224, 224], add_softmax, int(g.get("infer_output_index") or 0),
                  deploy_meta(config))
     logger.info(f'Export succeeded! The inference model exported has been saved in "{os.path.join(out_dir, "inference")}".')
+    if g.get("backend_probe") if probe is None else probe:
+        from .backend import LABELS, probe_backends
+        stale = os.path.join(out_dir, "inference.onnx")
+        if os.path.isfile(stale):
+            os.remove(stale)  # an earlier export's conversion: the probe converts this model afresh
+        result = probe_backends(out_dir, threads=int(g.get("cpu_threads") or 0))
+        logger.info(f"backend probe ({result['threads']} threads): {result['reason']}; "
+                    f"backend: auto will use {LABELS[result['backend']]} (per batch: "
+                    + ", ".join(f"{b}: {LABELS[v]}" for b, v in result["by_batch"].items())
+                    + f"), stored in {os.path.join(out_dir, 'backend.json')}")
     return out_dir

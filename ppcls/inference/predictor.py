@@ -1,5 +1,10 @@
 """The deployed predictor: an exported model (tools/export_model.py) run by Paddle Inference (oneDNN
-and a thread count on CPU; GPU, TensorRT and FP16 switches for GPU users) or by onnxruntime."""
+and a thread count on CPU; GPU, TensorRT and FP16 switches for GPU users) or by onnxruntime.
+
+``Global.backend``: ``paddle``, ``onnxruntime``, or ``auto`` (the default of the deploy config): the
+backend that the export's timed probe found faster on this machine (``backend.json`` beside the
+model, see ``ppcls.inference.backend``); an INT8 folder (tools/quantize.py) runs in onnxruntime.
+``use_onnx: True`` is the older spelling of ``backend: onnxruntime``."""
 import os
 import time
 
@@ -9,13 +14,14 @@ import yaml
 from ..utils.device import available_cores
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
+from .backend import LABELS, has_onnx_model, has_paddle_model, resolve_backend
 from .labels import label_names
 from .pipeline import Preprocess, Topk, format_result, list_images, load_batches
 
 GLOBAL_DEFAULTS = {
     "infer_imgs": None, "inference_model_dir": "./inference", "batch_size": 1, "use_gpu": False, "gpu_mem": 8000,
     "enable_mkldnn": True, "cpu_num_threads": 0, "ir_optim": True, "use_tensorrt": False, "use_fp16": False,
-    "use_onnx": False, "benchmark": False, "enable_benchmark": False, "max_images": 0,
+    "use_onnx": False, "backend": "auto", "benchmark": False, "enable_benchmark": False, "max_images": 0,
 }
 
 
@@ -34,29 +40,57 @@ def read_meta(model_dir):
 
 
 class Predictor:
-    def __init__(self, g, model_dir):
+    """``Predictor(settings, model_dir).run(batch)``: ``settings`` are the deploy config's Global keys
+    (``backend``, ``use_onnx``, ``cpu_num_threads``, ``enable_mkldnn``, ``ir_optim``, GPU switches); a
+    dict without ``backend`` runs Paddle Inference. ``self.backend`` and ``self.backend_reason`` say
+    which backend runs and why (logged once)."""
+
+    def __init__(self, g, model_dir, announce=None):
         self.model_dir = model_dir
         if not os.path.isdir(model_dir):
             raise ConfigError(f"Global.inference_model_dir: not found: {model_dir} (export a model with tools/export_model.py)")
         self.meta = read_meta(model_dir)
-        self.use_onnx = bool(g.get("use_onnx"))
+        self.backend, self.backend_reason = resolve_backend(g, model_dir)
+        self.use_onnx = self.backend == "onnxruntime"
         threads = int(g.get("cpu_num_threads") or 0) or available_cores()
+        precision = self.meta.get("precision", "fp32")
+        if ("backend" in g) if announce is None else announce:  # a deploy config: say which backend runs and why
+            logger.info(f"predictor backend: {LABELS[self.backend]} ({self.backend_reason}); {precision} model in "
+                        f"{model_dir}, {threads} CPU threads")
         if self.use_onnx:
-            path = os.path.join(model_dir, "inference.onnx")
-            if not os.path.isfile(path):
-                raise ConfigError(f"{path} not found: convert the model first (bash deploy/paddle2onnx/convert.sh {model_dir})")
+            self._init_onnxruntime(model_dir, threads)
+        else:
+            self._init_paddle(g, model_dir, threads)
+
+    def _init_onnxruntime(self, model_dir, threads):
+        path = os.path.join(model_dir, "inference.onnx")
+        if not has_onnx_model(model_dir):
+            raise ConfigError(f"{path} not found: convert the model first (bash deploy/paddle2onnx/convert.sh {model_dir})")
+        try:
             import onnxruntime as ort
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            self.input_name = self.sess.get_inputs()[0].name
-            return
-        has_model = any(os.path.isfile(os.path.join(model_dir, f)) for f in ("inference.json", "inference.pdmodel"))
-        if not has_model or not os.path.isfile(os.path.join(model_dir, "inference.pdiparams")):
+        except ImportError:
+            raise ConfigError("Global.backend: onnxruntime is not installed (pip install onnxruntime)") from None
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        self.input_name = self.sess.get_inputs()[0].name
+
+    def _init_paddle(self, g, model_dir, threads):
+        if not has_paddle_model(model_dir):
+            if self.meta.get("precision") == "int8" or has_onnx_model(model_dir):
+                raise ConfigError(f"Global.inference_model_dir: {model_dir} holds an ONNX model only "
+                                  f"({self.meta.get('precision', 'fp32')}, inference.onnx): use Global.backend: "
+                                  "onnxruntime or auto")
             raise ConfigError(f"Global.inference_model_dir: {model_dir} holds no inference.json/.pdmodel + "
                               "inference.pdiparams (export a model with tools/export_model.py)")
         from paddle import inference
-        cfg = inference.Config(model_dir, "inference")
+        if os.path.isfile(os.path.join(model_dir, "inference.json")):
+            cfg = inference.Config(model_dir, "inference")
+        else:
+            cfg = inference.Config(os.path.join(model_dir, "inference.pdmodel"), os.path.join(model_dir, "inference.pdiparams"))
         if g.get("use_gpu"):
             cfg.enable_use_gpu(int(g.get("gpu_mem", 8000)), 0)
             if g.get("use_tensorrt"):

@@ -4,7 +4,8 @@
 
 The deploy config (``-c``, default deploy/configs/inference_cls.yaml, with ``-o key=value``
 overrides) is the one predict_cls.py reads, so top-k and the label list are the same; ``--model-dir``,
-``--use-onnx`` and ``--threads`` set its Global.inference_model_dir / use_onnx / cpu_num_threads.
+``--backend`` (``--use-onnx``) and ``--threads`` set its Global.inference_model_dir / backend /
+cpu_num_threads; the deploy config's ``backend: auto`` follows the export's probe (``backend.json``).
 Exit codes: 0 after a graceful shutdown (SIGTERM or SIGINT: in-flight requests are answered first),
 2 for a usage error (one line on stderr), 1 for a bug."""
 import argparse
@@ -36,7 +37,9 @@ def build_parser():
     p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit in MiB (default: %(default)s)")
     p.add_argument("--max-pixels", type=int, default=50_000_000,
                    help="pixel limit per image, checked from its header (default: %(default)s; 0: none)")
-    p.add_argument("--use-onnx", action="store_true", help="run inference.onnx with onnxruntime")
+    p.add_argument("--backend", choices=["auto", "paddle", "onnxruntime"], default=None,
+                   help="predictor backend (default: the deploy config's, auto: the faster one in the export's probe)")
+    p.add_argument("--use-onnx", action="store_true", help="the same as --backend onnxruntime")
     p.add_argument("--threads", type=int, default=None, help="predictor CPU threads (default: the config's, 0 = all cores)")
     p.add_argument("--decode-workers", type=int, default=2, help="threads decoding and preprocessing images (default: %(default)s)")
     p.add_argument("--max-connections", type=int, default=64,
@@ -62,7 +65,12 @@ def resolve_config(args):
     cfg["Global"] = g
     g["inference_model_dir"] = args.model_dir
     if args.use_onnx:
-        g["use_onnx"] = True
+        if args.backend not in (None, "onnxruntime"):
+            raise ConfigError(f"--use-onnx contradicts --backend {args.backend}")
+        args.backend = "onnxruntime"
+    if args.backend:
+        g["backend"] = args.backend
+        g["use_onnx"] = False
     if args.threads is not None:
         g["cpu_num_threads"] = args.threads
     return cfg
@@ -128,7 +136,7 @@ def serve(args):
     app = create_app(batcher, opts, metrics)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    logger.info(f"serving {model.name} ({'onnxruntime' if cfg['Global'].get('use_onnx') else 'Paddle Inference'}) "
+    logger.info(f"serving {model.name} ({model.backend_label}) "
                 f"on http://{shown}:{port} (max_batch {opts.max_batch}, max_wait_ms {opts.max_wait_ms:g}, "
                 f"queue_size {opts.queue_size}); ready after warm-up")
     config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, lifespan="on",

@@ -19,6 +19,8 @@ class ServedModel:
         if meta.get("dense_output"):
             raise ConfigError(f"{model_dir}: {meta.get('model')} returns dense maps; the service classifies "
                               "images (top-k of one output vector per image)")
+        from ..inference.backend import LABELS
+        self.backend_label = f"{LABELS[self.predictor.backend]}, {meta.get('precision', 'fp32')}"
         self.name = meta.get("model") or os.path.basename(os.path.normpath(model_dir))
         shape = meta.get("image_shape")
         if not shape:  # a model exported without inference.yml: the shape the preprocessing gives

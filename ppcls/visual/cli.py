@@ -106,24 +106,11 @@ class ImageLoader:
 
 
 def build_from_config(config):
-    """(model in eval mode, Arch.name) from a config dict: ``Arch`` + ``Global.pretrained_model``."""
-    from ..arch import build_model
-    from ..arch.weights import load_weights
-    from ..utils import device as dev
-    from ..utils.logger import logger
-    g = config.get("Global") or {}
-    dev.select_device(g.get("device", "auto"))
-    dev.set_cpu_threads(g.get("cpu_threads", 0))
+    """(model in eval mode, Arch.name) from a config: ``Arch`` + ``Global.pretrained_model``."""
+    from ..inference.infer import model_from_config
     if not isinstance(config.get("Arch"), dict) or "name" not in config["Arch"]:
         raise ConfigError("Arch.name: required")
-    arch = {k: v for k, v in config["Arch"].items() if k != "infer_add_softmax"}
-    model = build_model(arch)
-    if g.get("pretrained_model"):
-        load_weights(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
-    else:
-        logger.warning("Global.pretrained_model is not set: visualising a model with random weights")
-    model.eval()
-    return model, arch["name"]
+    return model_from_config(config, purpose="visualising")
 
 
 def _chunks(shapes, batch_size):

@@ -1,0 +1,448 @@
+"""INT8 post-training quantization of an exported model (tools/quantize.py, ``ppcls quantize``).
+
+    python tools/quantize.py -c configs/quick_start/DLA46_c_digits.yaml \\
+        --model-dir inference/DLA46_c_digits --out inference/DLA46_c_digits_int8 --calib-images 200
+
+onnxruntime static quantization in QDQ format: uint8 activations (asymmetric; their ranges calibrated
+on N images of the config's train list through its Eval transforms, by default at the 0.001 / 99.999
+percentiles, which keeps single outliers from stretching a range: plain min/max lost up to 2 points of
+top-1 on the digits where percentile kept fp32's), int8 per-channel weights (no reduced range: the
+VNNI dot products do not saturate). Graph preparations come first, each exact in float32:
+onnxruntime's own basic optimisations (BatchNorm folded into the Conv before it); every BatchNorm that
+could not be folded (pre-activation units, the RLA hidden state) rewritten as the equivalent 1x1
+depthwise Conv, so that it becomes an int8 QLinearConv too instead of float32 work between a
+DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; and a Conv of a channel
+Concat whose inputs' ranges differ by more than 4x split into a sum of Convs, one per input, so that
+no input is squeezed into the others' int8 scale.
+
+The output folder holds ``inference.onnx`` (the INT8 model), ``inference.yml`` (the export's
+pre/post-processing, ``precision: int8`` and how it was quantized) and ``backend.json`` (onnxruntime,
+with the int8 and fp32 speeds measured here), so the deploy predictor, predict_cls.py, the HTTP
+service and ``ppcls benchmark --mode int8`` load it as they load an export. Both models are then
+evaluated on the config's eval list; the last line printed is ``fp32 top1: X int8 top1: Y``.
+"""
+import collections
+import copy
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import yaml
+
+from ..utils.errors import ConfigError
+from ..utils.logger import logger
+from .backend import BACKEND_FILE, has_onnx_model, has_paddle_model, time_interleaved, write_probe
+from .predictor import Predictor, read_meta
+
+MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+# ops that move or reinterpret data, int8 or float alike: not counted as float32 compute
+_LAYOUT_OPS = {"Transpose", "Reshape", "Shape", "Slice", "Concat", "Split", "Squeeze", "Unsqueeze", "Flatten",
+               "Expand", "Tile", "Gather", "Identity", "Constant", "ConstantOfShape", "Cast", "ReorderInput",
+               "ReorderOutput"}
+_INT8_OPS = {"QGemm", "QAttention", "MatMulInteger", "ConvInteger", "NhwcMaxPool", "QLinearConcat"}
+
+
+def _require_ort():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError("quantize: needs onnxruntime and onnx (pip install onnxruntime onnx)") from None
+
+
+def fp32_onnx(model_dir, work_dir):
+    """An opset >= 13 float32 ONNX model of the export in ``model_dir``, written to
+    ``work_dir/inference.onnx`` (with the export's inference.yml beside it). Returns its path."""
+    import onnx
+    os.makedirs(work_dir, exist_ok=True)
+    meta = os.path.join(model_dir, "inference.yml")
+    if os.path.isfile(meta):
+        shutil.copy(meta, work_dir)
+    if has_paddle_model(model_dir):
+        from .onnx import convert_to_onnx
+        for f in ("inference.json", "inference.pdmodel", "inference.pdiparams"):
+            if os.path.isfile(os.path.join(model_dir, f)):
+                shutil.copy(os.path.join(model_dir, f), work_dir)
+        return convert_to_onnx(work_dir, opset=MIN_OPSET)
+    if has_onnx_model(model_dir):
+        model = onnx.load(os.path.join(model_dir, "inference.onnx"))
+        if any(q.op_type.startswith("QLinear") or q.op_type == "QuantizeLinear" for q in model.graph.node):
+            raise ConfigError(f"--model-dir {model_dir}: the model is quantized already (give the fp32 export)")
+        opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+        if opset < MIN_OPSET:
+            from onnx import version_converter
+            model = version_converter.convert_version(model, MIN_OPSET)
+        path = os.path.join(work_dir, "inference.onnx")
+        onnx.save(model, path)
+        return path
+    raise ConfigError(f"--model-dir {model_dir}: no exported model (inference.json + inference.pdiparams, or "
+                      "inference.onnx); run tools/export_model.py first")
+
+
+def _rank(model, name):
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            return len(vi.type.tensor_type.shape.dim)
+    return None
+
+
+def batchnorm_to_conv(model):
+    """Rewrite every inference BatchNormalization on a 4-D tensor (constant statistics) as the
+    identical 1x1 depthwise Conv: y = x * s + b with s = gamma / sqrt(var + eps), b = beta - mean * s.
+    Returns the number rewritten. Per-channel int8 holds each channel's single weight exactly."""
+    from onnx import helper, numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.input) != 5 or len(node.output) != 1:
+            continue
+        if any(n not in inits for n in node.input[1:]) or _rank(model, node.input[0]) != 4:
+            continue
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in node.input[1:])
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        s = gamma / np.sqrt(var + eps)
+        b = beta - mean * s
+        base = f"{node.output[0]}_bn_as_conv"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(s.reshape(-1, 1, 1, 1).astype(np.float32), f"{base}_w"),
+            numpy_helper.from_array(b.astype(np.float32), f"{base}_b")])
+        x = node.input[0]
+        node.op_type = "Conv"
+        del node.input[:]
+        node.input.extend([x, f"{base}_w", f"{base}_b"])
+        del node.attribute[:]
+        node.attribute.extend([helper.make_attribute("group", int(s.size)), helper.make_attribute("kernel_shape", [1, 1])])
+        done += 1
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return done
+
+
+def _channels(model, name):
+    for vi in list(model.graph.value_info) + list(model.graph.input):
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            return dims[1].dim_value if len(dims) == 4 and dims[1].HasField("dim_value") else None
+    return None
+
+
+def tensor_ranges(model_path, names, batches):
+    """{tensor: max - min} over ``batches`` of the named intermediate tensors of a float32 model."""
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(model_path)
+    known = {o.name for o in model.graph.output}
+    model.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in known])
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    lo, hi = {n: np.inf for n in names}, {n: -np.inf for n in names}
+    for b in batches:
+        for n, v in zip(names, sess.run(names, {inp: b})):
+            lo[n], hi[n] = min(lo[n], float(v.min())), max(hi[n], float(v.max()))
+    return {n: hi[n] - lo[n] for n in names}
+
+
+def split_concat_conv(model, ranges, ratio=4.0):
+    """Rewrite Conv(Concat(a, b, ...)) (channel concat feeding only a dense Conv) as
+    Conv_a(a) + Conv_b(b) + ... with the weight split along its input channels, where the inputs'
+    ranges (``ranges``: tensor -> max - min) differ by more than ``ratio``. Identical in float32;
+    in int8 each input keeps its own scale instead of the concat's common one, which would leave a
+    tanh-bounded RLA hidden state beside features ten times larger with a handful of levels.
+    Returns the number of Concat -> Conv pairs rewritten."""
+    from onnx import helper, numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers = collections.defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+    outputs = {o.name for o in model.graph.output}
+    nodes, done, skip = list(model.graph.node), 0, set()
+    replacement = {}
+    for cat in nodes:
+        if cat.op_type != "Concat" or next((a.i for a in cat.attribute if a.name == "axis"), None) != 1:
+            continue
+        users = consumers[cat.output[0]]
+        if len(users) != 1 or cat.output[0] in outputs or users[0].op_type != "Conv" or users[0].input[0] != cat.output[0]:
+            continue
+        conv = users[0]
+        if next((a.i for a in conv.attribute if a.name == "group"), 1) != 1 or conv.input[1] not in inits:
+            continue
+        chans = [_channels(model, x) for x in cat.input]
+        spans = [ranges.get(x) for x in cat.input]
+        if None in chans or None in spans or min(spans) <= 0 or max(spans) / min(spans) <= ratio:
+            continue
+        w = numpy_helper.to_array(inits[conv.input[1]])
+        if w.shape[1] != sum(chans):
+            continue
+        bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        new, parts, start = [], [], 0
+        for k, (x, c) in enumerate(zip(cat.input, chans)):
+            wname = f"{conv.name}_split{k}_w"
+            model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(w[:, start:start + c]), wname))
+            start += c
+            out = f"{conv.output[0]}_split{k}"
+            ins = [x, wname] + ([bias] if bias and k == 0 else [])
+            new.append(helper.make_node("Conv", ins, [out], name=f"{conv.name}_split{k}"))
+            new[-1].attribute.extend(conv.attribute)
+            parts.append(out)
+        acc = parts[0]
+        for k, part in enumerate(parts[1:], 1):
+            out = conv.output[0] if k == len(parts) - 1 else f"{conv.output[0]}_sum{k}"
+            new.append(helper.make_node("Add", [acc, part], [out], name=f"{conv.name}_sum{k}"))
+            acc = out
+        skip.add(id(cat))
+        replacement[id(conv)] = new
+        done += 1
+    if done:
+        rebuilt = []
+        for n in nodes:
+            if id(n) in skip:
+                continue
+            rebuilt.extend(replacement.get(id(n), [n]))
+        del model.graph.node[:]
+        model.graph.node.extend(rebuilt)
+        used = {i for n in model.graph.node for i in n.input}
+        keep = [i for i in model.graph.initializer if i.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+    return done
+
+
+def prepare(fp32_path, out_path, bn_as_conv=True, calib_batches=None, split_ratio=4.0):
+    """onnxruntime's quantization pre-processing (shape inference, basic graph optimisation: BN folded
+    into the preceding Conv), then ``batchnorm_to_conv`` and, given calibration batches,
+    ``split_concat_conv`` where the concatenated inputs' ranges differ by more than ``split_ratio``.
+    Returns (path, {"bn_as_conv": n, "split_concat_conv": n})."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    quant_pre_process(fp32_path, out_path, skip_symbolic_shape=True)
+    model = onnx.load(out_path)
+    n_bn = batchnorm_to_conv(model) if bn_as_conv else 0
+    model = onnx.shape_inference.infer_shapes(model)
+    n_split = 0
+    if calib_batches and split_ratio:
+        cats = sorted({x for n in model.graph.node if n.op_type == "Concat" for x in n.input})
+        if cats:
+            onnx.save(model, out_path)
+            n_split = split_concat_conv(model, tensor_ranges(out_path, cats, calib_batches[:4]), split_ratio)
+            model = onnx.shape_inference.infer_shapes(model)
+    onnx.save(model, out_path)
+    return out_path, {"bn_as_conv": n_bn, "split_concat_conv": n_split}
+
+
+class BatchReader:
+    """onnxruntime's CalibrationDataReader over a list of float32 NCHW batches."""
+
+    def __init__(self, input_name, batches):
+        self.input_name = input_name
+        self.batches = list(batches)
+        self.pos = 0
+
+    def get_next(self):
+        if self.pos >= len(self.batches):
+            return None
+        self.pos += 1
+        return {self.input_name: np.ascontiguousarray(self.batches[self.pos - 1], dtype=np.float32)}
+
+    def rewind(self):
+        self.pos = 0
+
+
+def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percentile", fp32_op_types=(), per_channel=True):
+    """Static QDQ quantization of ``prepared_path`` to ``out_path``. ``fp32_op_types``: op types whose
+    nodes stay float32 (e.g. Sigmoid, Mul to keep the SE / SiLU gates in float)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    if calib_method not in CALIB_METHODS:
+        raise ConfigError(f"--calib-method: one of {', '.join(CALIB_METHODS)}, got {calib_method!r}")
+    model = onnx.load(prepared_path)
+    known = {n.op_type for n in model.graph.node}
+    unknown = [t for t in fp32_op_types if t not in known]
+    if unknown:
+        raise ConfigError(f"--fp32-ops: the model has no {unknown[0]} node (its op types: {', '.join(sorted(known))})")
+    exclude = [n.name for n in model.graph.node if n.op_type in set(fp32_op_types)]
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[calib_method]
+    def run(method):
+        quantize_static(prepared_path, out_path, BatchReader(model.graph.input[0].name, calib_batches),
+                        quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
+                        calibrate_method=method)
+    # no CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops (does not reduce) the
+    # outputs it has collected each time that many batches are held, so a multiple of it left no data
+    try:
+        run(method)
+    except ValueError as e:  # numpy cannot bin a tensor whose range is (nearly) zero
+        if method == CalibrationMethod.MinMax or "bins" not in str(e):
+            raise
+        logger.warning(f"{calib_method} calibration failed on a tensor of (nearly) constant value ({e}); "
+                       "calibrating by min/max instead")
+        run(CalibrationMethod.MinMax)
+    return out_path
+
+
+def op_report(onnx_path, threads=0):
+    """What runs after onnxruntime's graph optimisation of ``onnx_path`` (the fused graph its CPU
+    provider executes): {"int8": Counter, "float32": Counter, "quantize": n, "dequantize": n,
+    "transpose": n}. float32 counts compute ops that stayed float (layout ops excluded)."""
+    import onnx
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="ppcls_opt_") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads or 1)
+        so.log_severity_level = 3
+        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath).graph
+    int8, fp32 = collections.Counter(), collections.Counter()
+    for n in graph.node:
+        t = n.op_type
+        if t in ("QuantizeLinear", "DequantizeLinear") or t in _LAYOUT_OPS:
+            continue
+        (int8 if t.startswith("QLinear") or t in _INT8_OPS else fp32)[t] += 1
+    types = collections.Counter(n.op_type for n in graph.node)
+    return {"int8": int8, "float32": fp32, "quantize": types["QuantizeLinear"], "dequantize": types["DequantizeLinear"],
+            "transpose": types["Transpose"]}
+
+
+def format_ops(counter):
+    return ", ".join(f"{k} x{v}" for k, v in counter.most_common()) or "none"
+
+
+# -- data --------------------------------------------------------------------------------------------------
+def _eval_dataset(config, split):
+    """The config's ``split`` ("Train" or "Eval") file list through the Eval transforms."""
+    from ..data import build_dataset
+    loaders = config.get("DataLoader") or {}
+    if "Eval" not in loaders or not (loaders["Eval"].get("dataset") or {}).get("transform_ops"):
+        raise ConfigError("DataLoader.Eval.dataset.transform_ops: required (quantize calibrates and evaluates "
+                          "with the eval transforms)")
+    if split not in loaders:
+        raise ConfigError(f"DataLoader.{split}: required (quantize calibrates on the train list)")
+    ds = copy.deepcopy(loaders[split]["dataset"])
+    ds["transform_ops"] = copy.deepcopy(loaders["Eval"]["dataset"]["transform_ops"])
+    ds.pop("batch_transform_ops", None)
+    class_num = (config.get("Arch") or {}).get("class_num")
+    return build_dataset({"dataset": ds}, f"DataLoader.{split}", class_num)
+
+
+def calibration_batches(config, n_images, batch_size=8, seed=0):
+    """``n_images`` images of the train list (a seeded random choice, rounded down to whole batches)
+    through the Eval transforms, as float32 batches of ``batch_size``."""
+    dataset = _eval_dataset(config, "Train")
+    n = min(int(n_images), len(dataset))
+    if n < 1:
+        raise ConfigError(f"--calib-images: must be >= 1, got {n_images}")
+    batch_size = min(batch_size, n)
+    n -= n % batch_size  # equal batches: the histogram calibrators stack them
+    idx = np.sort(np.random.RandomState(seed).choice(len(dataset), n, replace=False))
+    images = [dataset[int(i)][0] for i in idx]
+    return [np.stack(images[i:i + batch_size]).astype(np.float32) for i in range(0, n, batch_size)]
+
+
+def evaluate(predictors, config, batch_size=64, topk=5):
+    """{name: (top-1, top-k, samples)} of each predictor (name -> Predictor) over the eval list."""
+    dataset = _eval_dataset(config, "Eval")
+    hits = {name: [0, 0] for name in predictors}
+    n = 0
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = np.stack([s[0] for s in samples]).astype(np.float32)
+        y = np.array([int(s[1]) for s in samples])
+        n += len(y)
+        for name, p in predictors.items():
+            out = p.run(x).reshape(len(y), -1)
+            k = min(topk, out.shape[1])
+            top = np.argsort(-out, axis=1, kind="stable")[:, :k]
+            hits[name][0] += int((top[:, 0] == y).sum())
+            hits[name][1] += int((top == y[:, None]).any(axis=1).sum())
+    return {name: (h[0] / n, h[1] / n, n) for name, h in hits.items()}
+
+
+# -- the command -------------------------------------------------------------------------------------------
+def write_int8_folder(int8_path, out_dir, source_dir, info):
+    os.makedirs(out_dir, exist_ok=True)
+    shutil.copy(int8_path, os.path.join(out_dir, "inference.onnx"))
+    for f in ("inference.json", "inference.pdmodel", "inference.pdiparams", BACKEND_FILE):  # not the int8 model's
+        if os.path.isfile(os.path.join(out_dir, f)):
+            os.remove(os.path.join(out_dir, f))
+    meta = dict(read_meta(source_dir), precision="int8", quantization=info)
+    with open(os.path.join(out_dir, "inference.yml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
+    return out_dir
+
+
+def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percentile", fp32_op_types=(), threads=0,
+             bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
+             split_ratio=4.0):
+    """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
+    with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5."""
+    _require_ort()
+    from ..utils.device import available_cores
+    if not os.path.isdir(model_dir):
+        raise ConfigError(f"--model-dir {model_dir}: not found (export a model with tools/export_model.py)")
+    if os.path.abspath(out_dir) == os.path.abspath(model_dir):
+        raise ConfigError(f"--out {out_dir}: must differ from --model-dir (the INT8 model gets its own folder)")
+    if read_meta(model_dir).get("dense_output"):
+        raise ConfigError(f"--model-dir {model_dir}: a dense model; quantize evaluates classifiers by top-1")
+    threads = int(threads or 0) or available_cores()
+    work = tempfile.mkdtemp(prefix="ppcls_quant_")
+    try:
+        fp32_dir = os.path.join(work, "fp32")
+        fp32_path = fp32_onnx(model_dir, fp32_dir)
+        batches = calibration_batches(config, calib_images, calib_batch)
+        n_calib = sum(len(b) for b in batches)
+        prepared, rewrites = prepare(fp32_path, os.path.join(work, "prepared.onnx"), bn_as_conv, batches,
+                                     split_ratio if split_concat else 0)
+        n_bn = rewrites["bn_as_conv"]
+        logger.info(f"calibrating on {n_calib} images of the train list (eval transforms, {calib_method}); "
+                    f"{n_bn} BatchNorm(s) not foldable into a Conv rewritten as 1x1 depthwise Conv, "
+                    f"{rewrites['split_concat_conv']} Conv(Concat) split into a sum of Convs (inputs' ranges "
+                    f"differing by more than {split_ratio:g}x)")
+        int8_path = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method, fp32_op_types)
+        report = op_report(int8_path, threads)
+        info = {"method": "onnxruntime static quantization, QDQ, uint8 activations, int8 per-channel weights",
+                "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method},
+                "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"], "fp32_op_types": list(fp32_op_types),
+                "int8_ops": dict(report["int8"]), "float32_ops": dict(report["float32"])}
+        write_int8_folder(int8_path, out_dir, model_dir, info)
+        logger.info(f"int8 ops after onnxruntime's graph optimisation: {format_ops(report['int8'])}")
+        logger.info(f"float32 compute ops left: {format_ops(report['float32'])}; QuantizeLinear x{report['quantize']}, "
+                    f"DequantizeLinear x{report['dequantize']}, Transpose x{report['transpose']}")
+        settings = {"backend": "onnxruntime", "cpu_num_threads": threads}
+        p32, p8 = Predictor(settings, fp32_dir, announce=False), Predictor(settings, out_dir, announce=False)
+        shape = list(read_meta(model_dir).get("image_shape") or batches[0].shape[1:])
+        ips, by_batch = {"int8": {}, "fp32": {}}, {}
+        for b in speed_batches:
+            r = time_interleaved({"int8": p8.run, "fp32": p32.run}, [int(b)] + shape)
+            for k, v in r.items():
+                ips[k][str(b)] = round(v, 2)
+            by_batch[str(b)] = "onnxruntime"
+            logger.info(f"onnxruntime batch {b}, {threads} threads: int8 {r['int8']:.1f} img/s, fp32 {r['fp32']:.1f} img/s "
+                        f"({r['int8'] / r['fp32']:.2f}x)")
+        write_probe(out_dir, {"backend": "onnxruntime", "by_batch": by_batch, "images_per_s": ips, "threads": threads,
+                              "image_shape": shape, "precision": "int8",
+                              "reason": "INT8 QDQ model (tools/quantize.py): onnxruntime only"})
+        result = {"out_dir": out_dir, "ops": report, "images_per_s": ips, "calib_images": n_calib, **rewrites}
+        if evaluate_models:
+            acc = evaluate({"fp32": p32, "int8": p8}, config)
+            result.update(fp32_top1=acc["fp32"][0], int8_top1=acc["int8"][0], fp32_top5=acc["fp32"][1],
+                          int8_top5=acc["int8"][1], eval_samples=acc["fp32"][2])
+            meta_path = os.path.join(out_dir, "inference.yml")
+            meta = read_meta(out_dir)
+            meta["quantization"]["eval"] = {"samples": acc["fp32"][2], "fp32_top1": round(acc["fp32"][0], 5),
+                                            "int8_top1": round(acc["int8"][0], 5)}
+            with open(meta_path, "w", encoding="utf-8") as f:
+                yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
+            logger.info(f"eval list ({acc['fp32'][2]} images): fp32 top-5 {acc['fp32'][1]:.5f}, int8 top-5 {acc['int8'][1]:.5f}")
+        logger.info(f"INT8 model written to {out_dir} (inference.onnx, inference.yml, {BACKEND_FILE})")
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

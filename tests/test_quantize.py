@@ -1,0 +1,226 @@
+"""INT8 post-training quantization (tools/quantize.py, ppcls quantize): the output line, the INT8 folder
+in the deploy predictor / predict_cls.py / the benchmark, the BatchNorm rewrite, clear errors; and
+(slow) fp32 vs int8 top-1 within 0.5 points for AttentionNet56_CIFAR trained on the digits."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from engine_utils import ROOT, run_tool, tiny_config
+
+LINE = re.compile(r"^fp32 top1: ([0-9.]+) int8 top1: ([0-9.]+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quant")
+    path, data = tiny_config(tmp, arch="ResNet18", epochs=2)
+    r = run_tool("train.py", "-c", path, "-o", "Global.eval_during_train=False")
+    assert r.returncode == 0, r.stderr[-2000:]
+    weights = os.path.join(str(tmp), "output", "ResNet18", "latest")
+    inf = os.path.join(str(tmp), "inf")
+    r = run_tool("export_model.py", "-c", path, "-o", f"Global.pretrained_model={weights}",
+                 "-o", f"Global.save_inference_dir={inf}", "-o", "Global.backend_probe=False")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return tmp, path, data, inf
+
+
+@pytest.fixture(scope="module")
+def quantized(exported):
+    tmp, path, data, inf = exported
+    out = os.path.join(str(tmp), "int8")
+    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", out, "--calib-images", "24")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+def test_quantize_prints_the_line_and_writes_an_onnxruntime_int8_folder(exported, quantized):
+    out, r = quantized
+    last = r.stdout.strip().splitlines()[-1]
+    m = LINE.match(last)
+    assert m, r.stdout[-1000:]
+    fp32, int8 = float(m.group(1)), float(m.group(2))
+    assert 0 <= fp32 <= 1 and 0 <= int8 <= 1
+    assert sorted(os.listdir(out)) == ["backend.json", "inference.onnx", "inference.yml"]
+    from ppcls.inference.predictor import read_meta
+    meta = read_meta(out)
+    assert meta["precision"] == "int8" and meta["image_shape"] == [3, 32, 32]
+    assert meta["quantization"]["calibration"]["images"] == 24
+    assert meta["quantization"]["eval"]["fp32_top1"] == pytest.approx(fp32, abs=1e-5)
+    assert "QLinearConv" in meta["quantization"]["int8_ops"]
+    probe = json.load(open(os.path.join(out, "backend.json")))
+    assert probe["backend"] == "onnxruntime" and probe["precision"] == "int8"
+    assert probe["images_per_s"]["int8"]["1"] > 0 and probe["images_per_s"]["fp32"]["8"] > 0
+    log = r.stdout + r.stderr
+    assert "int8 ops after onnxruntime's graph optimisation: QLinearConv" in log
+    assert "float32 compute ops left: none" in log  # ResNet18 quantizes completely
+
+
+def test_int8_folder_in_predictor_and_predict_cls(exported, quantized):
+    tmp, path, data, inf = exported
+    out, _ = quantized
+    from ppcls.inference.predictor import Predictor
+    from ppcls.utils.errors import ConfigError
+    p = Predictor({"backend": "auto"}, out)
+    assert p.backend == "onnxruntime" and "backend.json" in p.backend_reason
+    x = np.random.RandomState(0).rand(3, 3, 32, 32).astype("float32")
+    probs = p.run(x)
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=2e-2)
+    with pytest.raises(ConfigError, match="ONNX model only"):
+        Predictor({"backend": "paddle"}, out)
+    cfg = os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")
+    r = run_tool(os.path.join("..", "deploy", "python", "predict_cls.py"), "-c", cfg,
+                 "-o", f"Global.inference_model_dir={out}", "-o", f"Global.infer_imgs={data}/val")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(re.findall(r"class id\(s\): \[\d", r.stdout)) == 12
+    log = r.stdout + r.stderr
+    assert "predictor backend: onnxruntime" in log and "int8 model" in log
+
+
+def test_int8_folder_in_the_served_model(quantized):
+    """The HTTP service builds its model through load_deploy: the INT8 folder serves as an export does."""
+    pytest.importorskip("fastapi")
+    out, _ = quantized
+    from ppcls.serving.model import ServedModel
+    from ppcls.utils.config import load_yaml_with_bases
+    cfg = load_yaml_with_bases(os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml"))
+    cfg["Global"]["inference_model_dir"] = out
+    model = ServedModel(cfg)
+    assert model.predictor.backend == "onnxruntime" and model.input_shape == [3, 32, 32]
+    res = model.infer(np.zeros([2, 3, 32, 32], np.float32))
+    assert len(res) == 2 and len(res[0]["class_ids"]) == 3
+
+
+def test_quantize_errors(exported, tmp_path):
+    tmp, path, data, inf = exported
+    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", inf)
+    assert r.returncode == 2 and "--out" in r.stderr and "must differ" in r.stderr
+    r = run_tool("quantize.py", "-c", path, "--model-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--model-dir" in r.stderr and "not found" in r.stderr
+    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", str(tmp_path / "o"), "--fp32-ops", "Tanh")
+    assert r.returncode == 2 and "--fp32-ops: the model has no Tanh node" in r.stderr
+    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", str(tmp_path / "o"), "--calib-method", "kl")
+    assert r.returncode == 2 and "--calib-method: one of minmax, percentile, entropy" in r.stderr
+
+
+def test_batchnorm_to_conv_is_exact(tmp_path):
+    """A BatchNorm after an Add (as in pre-activation units and the RLA hidden state) becomes a 1x1
+    depthwise Conv with the same output."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from ppcls.inference.quantize import batchnorm_to_conv
+    rng = np.random.RandomState(0)
+    c = 5
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in (
+        (rng.rand(c) + 0.5, "g"), (rng.randn(c), "b"), (rng.randn(c), "m"), (rng.rand(c) + 0.5, "v"))]
+    nodes = [helper.make_node("Add", ["x", "y"], ["s"]),
+             helper.make_node("BatchNormalization", ["s", "g", "b", "m", "v"], ["z"], epsilon=1e-3),
+             helper.make_node("Relu", ["z"], ["out"])]
+    shape = [2, c, 4, 4]
+    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
+                                            helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)], inits)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    before = str(tmp_path / "a.onnx")
+    onnx.save(model, before)
+    assert batchnorm_to_conv(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add", "Conv", "Relu"]
+    after = str(tmp_path / "b.onnx")
+    onnx.save(model, after)
+    feed = {"x": rng.randn(*shape).astype(np.float32), "y": rng.randn(*shape).astype(np.float32)}
+    a = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    b = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert np.abs(a - b).max() < 1e-5
+
+
+def test_split_concat_conv_is_exact(tmp_path):
+    """Conv(Concat(a, b)) with inputs of very different ranges becomes Conv_a(a) + Conv_b(b): the same
+    output in float32, and each input keeps its own int8 scale."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from ppcls.inference.quantize import split_concat_conv
+    rng = np.random.RandomState(0)
+    w = numpy_helper.from_array(rng.randn(4, 5, 3, 3).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.randn(4).astype(np.float32), "bias")
+    nodes = [helper.make_node("Tanh", ["y"], ["h"]),
+             helper.make_node("Concat", ["x", "h"], ["c"], axis=1),
+             helper.make_node("Conv", ["c", "w", "bias"], ["out"], pads=[1, 1, 1, 1], name="conv")]
+    graph = helper.make_graph(nodes, "cat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6, 6]),
+                                             helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2, 6, 6])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4, 6, 6])], [w, b])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    before = str(tmp_path / "a.onnx")
+    onnx.save(model, before)
+    feed = {"x": 20 * rng.randn(2, 3, 6, 6).astype(np.float32), "y": rng.randn(2, 2, 6, 6).astype(np.float32)}
+    ranges = {"x": float(feed["x"].max() - feed["x"].min()), "h": 2.0}
+    assert split_concat_conv(onnx.load(before), {"x": 2.0, "h": 2.0}) == 0  # similar ranges: left whole
+    assert split_concat_conv(model, ranges) == 1
+    assert [n.op_type for n in model.graph.node] == ["Tanh", "Conv", "Conv", "Add"]
+    after = str(tmp_path / "b.onnx")
+    onnx.save(model, after)
+    a = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    c = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    assert np.abs(a - c).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
+
+
+def test_benchmark_int8_mode(tmp_path):
+    r = run_tool("benchmark.py", "-a", "DLA46_c", "--batch-size", "1", "--image-size", "32", "--mode", "onnx,int8",
+                 "--windows", "1", "--iters", "1", "--chart", str(tmp_path / "c.png"), "--markdown", str(tmp_path / "t.md"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "random weights, calibrated on random images" in r.stdout
+    assert re.search(r"DLA46_c bs1 threads\d+: onnxruntime [0-9.]+ \([0-9.]+x\) \| onnxruntime INT8 [0-9.]+ \([0-9.]+x\)",
+                     r.stdout), r.stdout
+    assert open(str(tmp_path / "c.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    table = open(str(tmp_path / "t.md")).read()
+    assert table.startswith("| model |") and "| DLA46_c |" in table and "INT8 / fp32 onnxruntime" in table
+
+
+# -- slow: every family on the digits -----------------------------------------------------------------------
+# (model, epochs): trained on the quick start's digits (its 1437 / 359 split) and taken at its best
+# epoch. DLA's model is the quick start's own DLA46_c, checked in tests/test_quick_start.py. A
+# half-trained net (0.4-0.5 top-1 after a few epochs) has no margins and loses 12 points to any int8
+# rounding, which measures the training, not the quantization. RLA_MobileNetV2 and ReXNet_1_0 (8 epochs
+# each) are not in the suite: they passed this check when it ran them (fp32 -> int8 0.86351 -> 0.86072
+# and 0.94986 -> 0.94708), but they train at 17-22 images/s on 2 CPU cores whatever the batch or image
+# size (Paddle's CPU depthwise-conv backward), 10 minutes each, beyond the CI budget. AttentionNet56_CIFAR
+# measured 0.98329 -> 0.98607.
+FAMILIES = [("AttentionNet56_CIFAR", 3)]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("digits") / "digits")
+    r = run_tool("make_demo_dataset.py", "--out", root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,epochs", FAMILIES)
+def test_int8_top1_within_half_a_point_on_the_digits(arch, epochs, digits, tmp_path):
+    cfg = os.path.join(ROOT, "configs", "quick_start", "DLA46_c_digits.yaml")
+    common = [f"Arch.name={arch}", f"Global.output_dir={tmp_path}/output", "Global.use_visualdl=False",
+              f"DataLoader.Train.dataset.image_root={digits}", f"DataLoader.Train.dataset.cls_label_path={digits}/train_list.txt",
+              f"DataLoader.Eval.dataset.image_root={digits}", f"DataLoader.Eval.dataset.cls_label_path={digits}/val_list.txt",
+              f"Infer.PostProcess.class_id_map_file={digits}/label_list.txt"]
+    args = [a for o in common for a in ("-o", o)]
+    r = run_tool("train.py", "-c", cfg, *args, "-o", f"Global.epochs={epochs}", "-o", "Global.save_interval=100",
+                 timeout=2400)
+    assert r.returncode == 0, r.stderr[-2000:]
+    weights = os.path.join(str(tmp_path), "output", arch, "best_model")
+    inf = str(tmp_path / "inf")
+    r = run_tool("export_model.py", "-c", cfg, *args, "-o", f"Global.pretrained_model={weights}",
+                 "-o", f"Global.save_inference_dir={inf}", "-o", "Global.backend_probe=False")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_tool("quantize.py", "-c", cfg, *args, "--model-dir", inf, "--out", str(tmp_path / "int8"),
+                 "--calib-images", "200", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = LINE.search(r.stdout)
+    fp32, int8 = float(m.group(1)), float(m.group(2))
+    print(f"DIGITS {arch}: fp32 top1 {fp32:.5f} int8 top1 {int8:.5f}")
+    assert fp32 > 0.5, (arch, fp32)  # a trained model (chance is 0.1), so the comparison means something
+    assert abs(fp32 - int8) <= 0.005 + 1e-9, (arch, fp32, int8)
