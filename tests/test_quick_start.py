@@ -18,7 +18,8 @@ def test_quick_start_reaches_95_percent(tmp_path):
     common = ["-c", cfg, "-o", f"Global.output_dir={tmp_path}/output", "-o", f"DataLoader.Train.dataset.image_root={data}",
               "-o", f"DataLoader.Train.dataset.cls_label_path={data}/train_list.txt",
               "-o", f"DataLoader.Eval.dataset.image_root={data}",
-              "-o", f"DataLoader.Eval.dataset.cls_label_path={data}/val_list.txt", "-o", "Global.use_visualdl=False"]
+              "-o", f"DataLoader.Eval.dataset.cls_label_path={data}/val_list.txt", "-o", "Global.use_visualdl=False",
+              "-o", f"Infer.PostProcess.class_id_map_file={data}/label_list.txt"]
     r = run_tool("train.py", *common, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     r = run_tool("eval.py", *common, "-o", f"Global.pretrained_model={tmp_path}/output/DLA46_c/best_model")
