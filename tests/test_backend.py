@@ -126,13 +126,19 @@ def _top5(text):
     return float(re.search(r"top5: ([0-9.]+)", line).group(1))
 
 
-def test_eval_backend_equals_dygraph(trained):
+def _on_each_backend(tool, trained, parse):
+    """{eval_backend: parse(stdout)} of ``tool`` on the trained checkpoint, for dygraph and both exported backends."""
     tmp, path, data, weights = trained
-    results = {}
+    out = {}
     for backend in ("dygraph", "inference", "onnxruntime"):
-        r = run_tool("eval.py", "-c", path, "-o", f"Global.pretrained_model={weights}", "-o", f"Global.eval_backend={backend}")
+        r = run_tool(tool, "-c", path, "-o", f"Global.pretrained_model={weights}", "-o", f"Global.eval_backend={backend}")
         assert r.returncode == 0, r.stderr[-2000:]
-        results[backend] = eval_avg(r.stdout) + (_top5(r.stdout),)
+        out[backend] = parse(r.stdout)
+    return out
+
+
+def test_eval_backend_equals_dygraph(trained):
+    results = _on_each_backend("eval.py", trained, lambda text: eval_avg(text) + (_top5(text),))
     loss, top1, n, top5 = results["dygraph"]
     assert n == 25
     for backend in ("inference", "onnxruntime"):
@@ -165,12 +171,7 @@ def _predictions(text):
 
 
 def test_infer_fast_path_equals_dygraph(trained):
-    tmp, path, data, weights = trained
-    out = {}
-    for backend in ("dygraph", "inference", "onnxruntime"):
-        r = run_tool("infer.py", "-c", path, "-o", f"Global.pretrained_model={weights}", "-o", f"Global.eval_backend={backend}")
-        assert r.returncode == 0, r.stderr[-2000:]
-        out[backend] = _predictions(r.stdout)
+    out = _on_each_backend("infer.py", trained, _predictions)
     ref = out["dygraph"]
     assert len(ref) == 24  # the images of the val folder
     for backend in ("inference", "onnxruntime"):
