@@ -193,8 +193,10 @@ def test_infer_eval_backend_error(trained):
 @pytest.mark.timing
 def test_eval_fast_path_is_3x_faster_on_cpu(tmp_path):
     """DLA34 at 224x224 over 48 images, the same checkpoint, in one process: the evaluation loop (the
-    same loader and metrics) with the exported model in Paddle Inference and in onnxruntime vs the
-    dygraph loop, timed one after another (the one-time export is timed apart)."""
+    same loader and metrics) in dygraph and with the exported model in Paddle Inference and in
+    onnxruntime, in three alternating rounds, each its median round (the one-time export timed apart)."""
+    import statistics
+
     import paddle
     from ppcls.engine import Engine
     from ppcls.engine.static_eval import ExportedForward
@@ -206,25 +208,28 @@ def test_eval_fast_path_is_3x_faster_on_cpu(tmp_path):
     with open(os.path.join(data, "val_list.txt"), "w") as f:
         f.write("\n".join(lines * 4) + "\n")  # 48 samples
     engine = Engine(get_config(path, ["Global.device=cpu"]), "eval")
-    engine.evaluator.run(engine.model, 0)  # warm-up: loader, kernels
-    t0 = time.perf_counter()
-    dy = engine.evaluator.run(engine.model, 0)
-    times = {"dygraph": time.perf_counter() - t0}
-    export_s = {}
-    for backend in ("inference", "onnxruntime"):
-        t0 = time.perf_counter()
-        fast = ExportedForward(engine.model, [3, 224, 224], backend, 0)
-        export_s[backend] = time.perf_counter() - t0
-        try:
-            fast(paddle.zeros([8, 3, 224, 224]))
+    forwards, export_s = {"dygraph": engine.model}, {}
+    try:
+        for backend in ("inference", "onnxruntime"):
             t0 = time.perf_counter()
-            res = engine.evaluator.run(fast, 0)
-            times[backend] = time.perf_counter() - t0
-        finally:
-            fast.close()
-        assert res.main == pytest.approx(dy.main, abs=1e-6)
-    print("EVAL_SPEED 48 images: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()) + "; speed-up "
-          + ", ".join(f"{k} {times['dygraph'] / times[k]:.2f}x ({times['dygraph'] / (times[k] + export_s[k]):.2f}x "
-                      f"with its {export_s[k]:.1f}s export)" for k in ("inference", "onnxruntime")))
-    # 3x and more on a quiet machine (the README figure); 2x is the bound a shared CI machine must keep
-    assert times["dygraph"] / min(times["inference"], times["onnxruntime"]) >= 2.0
+            forwards[backend] = ExportedForward(engine.model, [3, 224, 224], backend, 0)
+            export_s[backend] = time.perf_counter() - t0
+            forwards[backend](paddle.zeros([8, 3, 224, 224]))
+        dy = engine.evaluator.run(engine.model, 0)  # also the warm-up of the loader and the dygraph kernels
+        rounds = {k: [] for k in forwards}
+        for _ in range(3):
+            for k, forward in forwards.items():
+                t0 = time.perf_counter()
+                res = engine.evaluator.run(forward, 0)
+                rounds[k].append(time.perf_counter() - t0)
+                assert res.main == pytest.approx(dy.main, abs=1e-6), k
+    finally:
+        for k in ("inference", "onnxruntime"):
+            if k in forwards:
+                forwards[k].close()
+    times = {k: statistics.median(v) for k, v in rounds.items()}
+    print("EVAL_SPEED 48 images, median of 3 rounds: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items())
+          + "; speed-up " + ", ".join(f"{k} {times['dygraph'] / times[k]:.2f}x (export {export_s[k]:.1f}s)"
+                                      for k in ("inference", "onnxruntime")))
+    # 3.4-3.5x measured on a quiet 2-core machine; 2.5x is the bound a shared CI machine must keep
+    assert times["dygraph"] / min(times["inference"], times["onnxruntime"]) >= 2.5
