@@ -33,6 +33,20 @@ SPREAD = {"test_dygraph_predictor_onnx_equivalence", "test_matches_original", "t
           "test_model_cards_equal_the_built_models", "test_counts_equal_the_original"}
 
 
+def pytest_configure(config):
+    """An xdist worker keeps to its share of the cores (worker i of n: cores i, i + n, ...), and so do the
+    tools it starts, which size their thread pools by the affinity (ppcls.utils.device.available_cores).
+    Two workers of two threads each on two cores ran a training step at 42 images/s in all; one core each,
+    72 (RLA_ResNet50, 32x32, two copies side by side): oversubscribed thread pools wait for each other."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    share = cores[int(worker.lstrip("gw")) % count::count]
+    if len(cores) >= count and share:
+        os.sched_setaffinity(0, share)
+
+
 def pytest_addoption(parser):
     parser.addoption("--phase", choices=["all", "parallel", "timing"], default="all",
                      help="parallel: all but the tests marked timing; timing: only those (tests/run_tests.sh)")
