@@ -88,18 +88,6 @@ def bench_train(name, batch, image_size, mode="dygraph", class_num=1000, warmup=
     return {"images_per_s": rate, "step_s": t}, None
 
 
-def bench_infer(name, batch, image_size, class_num=1000, warmup=2, windows=3, iters=5):
-    model = build_model({"name": name, "class_num": class_num})
-    model.eval()
-    x = paddle.randn([batch, 3, image_size, image_size])
-
-    def step():
-        with paddle.no_grad():
-            _first(model(x)).numpy()
-    rate, t = median_rate(step, batch, warmup, windows, iters)
-    return {"images_per_s": rate, "step_s": t}, None
-
-
 def export_for_bench(name, image_size, class_num=1000, out_dir=None):
     """The model with random weights, exported as a deployment exports it."""
     model = build_model({"name": name, "class_num": class_num})
@@ -135,17 +123,6 @@ def _runner(mode, model_dir, threads):
     settings = {"cpu_num_threads": threads, "enable_mkldnn": mode != "predictor_no_onednn",
                 "backend": "onnxruntime" if mode in ("onnx", "int8") else "paddle"}
     return Predictor(settings, model_dir, announce=False).run, (INT8_NOTE if mode == "int8" else None)
-
-
-def bench_exported(model_dir, batch, image_size, threads, mode, warmup=2, windows=3, iters=5):
-    """The deployed predictor on a fixed batch: Paddle Inference (with / without oneDNN), onnxruntime,
-    or (mode int8, ``model_dir`` being an INT8 folder) onnxruntime INT8."""
-    fn, note = _runner(mode, model_dir, threads)
-    if fn is None:
-        return None, note
-    x = np.random.rand(batch, 3, image_size, image_size).astype("float32")
-    rate, t = median_rate(lambda: fn(x), batch, warmup, windows, iters)
-    return {"images_per_s": rate, "step_s": t}, note
 
 
 def bench_inference_modes(name, batch, image_size, modes, threads, class_num=1000, warmup=2, windows=3, iters=3,
