@@ -216,12 +216,10 @@ class Engine:
                 log.epoch(epoch, loop.run_epoch(state, train_model, result.timing))
                 is_best = self._evaluate_epoch(state, ema, log, result)
                 if self.rank == 0:
-                    states = state.states(epoch, 0)
-                    if is_best:
-                        self.checkpoints.save("best_model", states)
-                    if epoch % g["save_interval"] == 0:
-                        self.checkpoints.save(f"epoch_{epoch}", states)
-                    self.checkpoints.save("latest", states)
+                    # one step, written once under latest and hard-linked under the other names
+                    names = ["latest"] + (["best_model"] if is_best else []) \
+                        + ([f"epoch_{epoch}"] if epoch % g["save_interval"] == 0 else [])
+                    self.checkpoints.save(names, state.states(epoch, 0))
         finally:
             log.close()
         bad = getattr(self.train_dataset, "bad_count", 0)
