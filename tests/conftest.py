@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,6 +21,38 @@ def download_env(tmp_path, monkeypatch):
     monkeypatch.setenv("PPCLS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PPCLS_DOWNLOAD_BACKOFF", "0.01")
     return monkeypatch
+
+
+# -- temporary folders ---------------------------------------------------------------------------------------
+# pytest.ini keeps a test's tmp_path only when the test failed. A module fixture's folder would stay until the
+# session ends, and the trained checkpoints in them add up (a ResNet18 epoch is ~90 MB of .pdparams + .pdopt),
+# so module fixtures take their folders from module_tmp, which removes them once the module's tests are done.
+FAILED_MODULES = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and getattr(item, "module", None) is not None:
+        FAILED_MODULES.add(item.module.__name__)
+    return report
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory):
+    """``module_tmp(name)``: tmp_path_factory.mktemp(name), removed after the module's last test under
+    pytest.ini's tmp_path_retention_policy (failed: kept when a test of the module failed)."""
+    made = []
+
+    def mktemp(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    policy = request.config.getini("tmp_path_retention_policy")
+    if policy == "none" or (policy == "failed" and request.module.__name__ not in FAILED_MODULES):
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # -- running the suite on two workers (tests/run_tests.sh) --------------------------------------------------

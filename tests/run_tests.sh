@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: bash tests/run_tests.sh [pytest args]   (quick loop: -m "not slow")
+# The whole test suite: bash tests/run_tests.sh [pytest args]   (quick loop: --quick, the same as -m "not slow")
 # Two phases: every test but the speed-ratio ones on one pytest-xdist worker per core (WORKERS=N to
 # change, WORKERS=0 for one process), then the tests marked `timing`, alone on the machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ARGS=()
+for a in "$@"; do
+  if [ "$a" = "--quick" ]; then ARGS+=(-m "not slow"); else ARGS+=("$a"); fi
+done
+set -- ${ARGS[@]+"${ARGS[@]}"}
 PY=${PYTHON:-$(command -v python3 || command -v python)}
 "$PY" -m pip install -q -r requirements.txt -r requirements-test.txt || exit 1
 if ! "$PY" -c "import paddle" 2>/dev/null; then

@@ -18,8 +18,8 @@ DEPLOY_CFG = os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("backend")
+def trained(module_tmp):
+    tmp = module_tmp("backend")
     path, data = tiny_config(tmp, epochs=2, num_classes=6, per_class=20,
                              extra={"Metric": {"Eval": [{"TopkAcc": {"topk": [1, 5]}}]}})
     with open(os.path.join(data, "val_list.txt"), "a") as f:
@@ -147,6 +147,7 @@ def test_eval_backend_equals_dygraph(trained):
         assert l2 == pytest.approx(loss, rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow  # two launched ranks; the quick tier checks the same backends in one process (above)
 @pytest.mark.launch
 def test_distributed_eval_backend_counts_each_sample_once(trained):
     tmp, path, data, weights = trained

@@ -19,8 +19,8 @@ def launch(tmp_path, tool, *args, nproc=2, timeout=600):
 
 
 @pytest.fixture(scope="module")
-def dist_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dist")
+def dist_run(module_tmp):
+    tmp = module_tmp("dist")
     path, data = tiny_config(tmp, epochs=1)
     with open(os.path.join(data, "val_list.txt"), "a") as f:
         f.write("val/c0_0.jpg 0\n")  # 13 samples: the ranks get 7 and 6

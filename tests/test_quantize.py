@@ -15,9 +15,9 @@ LINE = re.compile(r"^fp32 top1: ([0-9.]+) int8 top1: ([0-9.]+)$", re.M)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("quant")
-    path, data = tiny_config(tmp, arch="ResNet18", epochs=2)
+def exported(module_tmp):
+    tmp = module_tmp("quant")
+    path, data = tiny_config(tmp, arch="ResNet18", epochs=2, per_class=8)  # 24 train images: the calibration set
     r = run_tool("train.py", "-c", path, "-o", "Global.eval_during_train=False")
     assert r.returncode == 0, r.stderr[-2000:]
     weights = os.path.join(str(tmp), "output", "ResNet18", "latest")
@@ -100,6 +100,11 @@ def test_quantize_errors(exported, tmp_path):
     assert r.returncode == 2 and "--out" in r.stderr and "must differ" in r.stderr
     r = run_tool("quantize.py", "-c", path, "--model-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "--model-dir" in r.stderr and "not found" in r.stderr
+
+
+@pytest.mark.slow  # each run converts the model to ONNX and reads the calibration images before the error
+def test_quantize_errors_found_after_the_conversion(exported, tmp_path):
+    tmp, path, data, inf = exported
     r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", str(tmp_path / "o"), "--fp32-ops", "Tanh")
     assert r.returncode == 2 and "--fp32-ops: the model has no Tanh node" in r.stderr
     r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", str(tmp_path / "o"), "--calib-method", "kl")
@@ -168,6 +173,7 @@ def test_split_concat_conv_is_exact(tmp_path):
     assert np.abs(a - c).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
 
 
+@pytest.mark.slow  # the quick tier quantizes through tools/quantize.py (above) and benchmarks in tests/test_perf.py
 def test_benchmark_int8_mode(tmp_path):
     r = run_tool("benchmark.py", "-a", "DLA46_c", "--batch-size", "1", "--image-size", "32", "--mode", "onnx,int8",
                  "--windows", "1", "--iters", "1", "--chart", str(tmp_path / "c.png"), "--markdown", str(tmp_path / "t.md"))
@@ -195,8 +201,8 @@ FAMILIES = [("AttentionNet56_CIFAR", 3, 0.05, "percentile"), ("RLA_ResNet50", 3,
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("digits") / "digits")
+def digits(module_tmp):
+    root = str(module_tmp("digits") / "digits")
     r = run_tool("make_demo_dataset.py", "--out", root)
     assert r.returncode == 0, r.stderr[-2000:]
     return root

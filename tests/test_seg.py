@@ -20,8 +20,8 @@ NORM = [{"NormalizeImage": {"scale": "1.0/255.0", "mean": [0, 0, 0], "std": [1, 
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("shapes"))
+def shapes(module_tmp):
+    root = str(module_tmp("shapes"))
     make_shapes_dataset(root, n_train=32, n_val=8, size=64)
     return root
 
@@ -81,9 +81,11 @@ def _config(shapes, tmp_path, epochs):
                             f"DataLoader.Train.dataset.cls_label_path={shapes}/train_list.txt",
                             f"DataLoader.Eval.dataset.image_root={shapes}",
                             f"DataLoader.Eval.dataset.cls_label_path={shapes}/val_list.txt",
-                            "DataLoader.Train.loader.num_workers=0", "Global.use_visualdl=False"])
+                            "DataLoader.Train.loader.num_workers=0", "Global.use_visualdl=False",
+                            "Global.save_interval=100"])  # no epoch_N: 20 of them held 1.1 GB of checkpoints
 
 
+@pytest.mark.slow  # 6 epochs; the quick tier trains ReXUNet one step (tests/test_configs.py ReXUNet_demo_shapes)
 def test_training_steps_lower_the_loss(shapes, tmp_path):
     cfg = _config(shapes, tmp_path, 6)
     cfg["Global"]["eval_during_train"] = False

@@ -44,14 +44,14 @@ def jpeg(img, quality=90):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(module_tmp):
     from ppcls.arch import build_model
     from ppcls.inference.export import export
     from ppcls.inference.pipeline import Preprocess, read_rgb
     from ppcls.inference.predictor import predict_folder
     from ppcls.utils.config import load_yaml_with_bases
 
-    tmp = tmp_path_factory.mktemp("serving")
+    tmp = module_tmp("serving")
     rng = np.random.RandomState(0)
     imgs = tmp / "images"
     imgs.mkdir()

@@ -265,8 +265,8 @@ def test_hostile_file_from_a_url_is_refused(server, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ckpt")
+def checkpoint(module_tmp):
+    tmp = module_tmp("ckpt")
     path, _ = tiny_config(tmp, epochs=1, per_class=4, extra={"Global": {"eval_during_train": False}, "EMA": {"decay": 0.9}})
     r = run_tool("train.py", "-c", path)
     assert r.returncode == 0, r.stderr[-2000:]
