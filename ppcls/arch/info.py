@@ -3,6 +3,7 @@ models``, ``tools/paras_flops.py``)."""
 from ..utils.model_stats import count_macs, count_paper_flops, count_params, paper_units
 from . import build_model
 from .registry import CARDS, MODELS
+from .weight_table import weights_of
 
 
 def model_summary(name, input_size=224, class_num=None, **arch_kwargs):
@@ -33,7 +34,6 @@ def model_info(name, input_size=None, **options):
         params, macs = card.params, card.macs
     else:
         params, macs = count_params(model), count_macs(model, (1, 3, size, size))
-    from .weights import weights_of
     return {"name": name, "family": card.family if card else None, "doc": (factory.__doc__ or "").strip(),
             "params": params, "macs": macs, "input_size": size,
             "stages": [{"index": d["stage"], "name": d["name"], "channels": d["channels"], "stride": d["reduction"]}

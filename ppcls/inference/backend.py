@@ -1,6 +1,9 @@
-"""Which backend runs an exported model: the timed probe that tools/export_model.py runs (Paddle
-Inference vs onnxruntime on this machine, stored as ``backend.json`` beside the model) and the rule the
-deploy predictor follows for ``Global.backend: auto``.
+"""Which backend runs an exported model: the rule the deploy predictor follows for ``Global.backend:
+auto``, reading the probe that tools/export_model.py stored as ``backend.json`` beside the model (Paddle
+Inference vs onnxruntime timed on this machine, ``ppcls.inference.probe``).
+
+This module sits below the predictor and imports none of it: the predictor asks it which backend to
+run; the probe, which runs predictors, lives above both.
 
 ``backend.json``::
 
@@ -54,7 +57,7 @@ def write_probe(model_dir, data):
     return data
 
 
-def _onnxruntime_available():
+def onnxruntime_available():
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -67,7 +70,7 @@ def _nearest_batch(by_batch, batch_size):
     return min(sizes, key=lambda b: (abs(b - int(batch_size or 1)), b))
 
 
-def _speeds(probe, batch):
+def speeds(probe, batch):
     ips = probe.get("images_per_s") or {}
     parts = [f"{LABELS.get(k, k)} {v[str(batch)]:.1f}" for k, v in ips.items()
              if isinstance(v, dict) and v.get(str(batch)) is not None]
@@ -89,7 +92,7 @@ def resolve_backend(g, model_dir):
         return "onnxruntime", "Global.use_onnx: True"
     if backend != "auto":
         return backend, f"Global.backend: {backend}"
-    paddle_ok, onnx_ok = has_paddle_model(model_dir), has_onnx_model(model_dir) and _onnxruntime_available()
+    paddle_ok, onnx_ok = has_paddle_model(model_dir), has_onnx_model(model_dir) and onnxruntime_available()
     if g.get("use_gpu"):
         if paddle_ok:
             return "paddle", "auto on GPU: Paddle Inference (the stored probe measures the CPU)"
@@ -100,7 +103,7 @@ def resolve_backend(g, model_dir):
         if by_batch:
             batch = _nearest_batch(by_batch, g.get("batch_size", 1))
             choice = by_batch[str(batch)]
-            measured = f"{_speeds(probe, batch)} img/s at batch {batch}, {probe.get('threads', '?')} threads"
+            measured = f"{speeds(probe, batch)} img/s at batch {batch}, {probe.get('threads', '?')} threads"
         else:
             choice, measured = probe["backend"], probe.get("reason", "")
         why = f"auto: {os.path.join(model_dir, BACKEND_FILE)} ({measured})"
@@ -137,46 +140,3 @@ def time_interleaved(runners, batch, seconds=1.0, rounds=3):
                 fn(x)
             rates[name].append(shape[0] * steps[name] / (time.perf_counter() - t0))
     return {name: statistics.median(r) for name, r in rates.items()}
-
-
-def probe_backends(model_dir, threads=0, batch_sizes=(1, 8), seconds=1.0, write=True):
-    """Time Paddle Inference (oneDNN) and onnxruntime on the exported model in ``model_dir``
-    (converting it to inference.onnx first when it has none) and store the result as backend.json.
-    Returns the stored dict. A backend that cannot run the model is recorded with the reason."""
-    from .predictor import Predictor, read_meta
-    from ..utils.device import available_cores
-    threads = int(threads or 0) or available_cores()
-    shape = list(read_meta(model_dir).get("image_shape") or [3, 224, 224])
-    runners, failed = {}, {}
-    try:
-        runners["paddle"] = Predictor({"backend": "paddle", "cpu_num_threads": threads}, model_dir, announce=False).run
-    except Exception as e:  # noqa: BLE001 - recorded, the other backend may still run
-        failed["paddle"] = str(e).strip().splitlines()[-1][:300]
-    if not _onnxruntime_available():
-        failed["onnxruntime"] = "onnxruntime is not installed"
-    else:
-        try:
-            if not has_onnx_model(model_dir):
-                from .onnx import convert_to_onnx
-                convert_to_onnx(model_dir)
-            runners["onnxruntime"] = Predictor({"backend": "onnxruntime", "cpu_num_threads": threads}, model_dir, announce=False).run
-        except Exception as e:  # noqa: BLE001
-            failed["onnxruntime"] = str(e).strip().splitlines()[-1][:300]
-    if not runners:
-        raise ConfigError(f"{model_dir}: neither Paddle Inference nor onnxruntime runs the model "
-                          f"({'; '.join(f'{k}: {v}' for k, v in failed.items())})")
-    ips = {name: {} for name in runners}
-    by_batch = {}
-    for b in batch_sizes:
-        r = time_interleaved(runners, [int(b)] + shape, seconds=seconds)
-        for name, v in r.items():
-            ips[name][str(b)] = round(v, 2)
-        by_batch[str(b)] = max(r, key=r.get)
-    first = str(batch_sizes[0])
-    data = {"backend": by_batch[first], "by_batch": by_batch, "images_per_s": ips, "threads": threads,
-            "image_shape": shape, "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "reason": f"faster in the export probe at batch {first}: {_speeds({'images_per_s': ips}, first)} img/s"}
-    if failed:
-        data["unavailable"] = failed
-        data["reason"] += "; " + "; ".join(f"{LABELS[k]} unavailable: {v}" for k, v in failed.items())
-    return write_probe(model_dir, data) if write else data

@@ -1,5 +1,7 @@
 """Export to Paddle Inference: ``paddle.jit.to_static`` + ``paddle.jit.save`` with a dynamic batch
-dimension, plus ``inference.yml`` (the preprocessing and post-processing the model expects)."""
+dimension, plus ``inference.yml`` (the preprocessing and post-processing the model expects: the
+``Infer`` transforms, or without them the evaluation's, so every export deploys)."""
+import copy
 import os
 
 import paddle
@@ -8,7 +10,9 @@ import paddle.nn.functional as F
 import yaml
 
 from ..arch import build_model
+from ..utils.errors import ConfigError
 from ..utils.logger import logger
+from ..utils.registry import split_entry
 from .labels import label_names
 
 
@@ -51,13 +55,61 @@ def export_model(model, out_dir, image_shape, add_softmax=True, output_index=0, 
     return out_dir
 
 
-def deploy_meta(config):
-    """The model name, preprocessing (the Infer transforms without decoding) and post-processing
-    (top-k and the label list) that inference.yml records for the deploy predictor."""
+# What the deployed predictor's decoder (pipeline.read_rgb, the service's decode_rgb) does: every image
+# becomes HWC uint8 RGB at full size. A DecodeImage asking for anything else cannot be recorded.
+PREDICTOR_DECODE = {"to_rgb": True, "channel_first": False, "reduce": 1}
+EVAL_TRANSFORMS = "DataLoader.Eval.dataset.transform_ops"
+
+
+def _ends_chw(ops):
+    """Whether ``ops`` leave the image CHW, as the datasets decide it (ppcls.data.dataset.common):
+    a ToCHWImage, or a NormalizeImage with order 'chw' (its default)."""
+    for op in ops:
+        name, options = split_entry(op, "transform_ops")
+        if name == "ToCHWImage" or (name == "NormalizeImage" and options.get("order", "chw") == "chw"):
+            return True
+    return False
+
+
+def deploy_transforms(config):
+    """``(transform_ops, where)``: the preprocessing inference.yml records, and the config key it came
+    from. ``Infer.transforms`` when set, else the evaluation's (``DataLoader.Eval``), which is what the
+    model was measured with; DecodeImage is left out (the predictor decodes) and a ToCHWImage is added
+    where the ops end HWC (the datasets transpose after them). Never empty."""
+    infer = config.get("Infer") or {}
+    loader = ((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset") or {}
+    if infer.get("transforms"):
+        ops, where = infer["transforms"], "Infer.transforms"
+    elif loader.get("transform_ops"):
+        ops, where = loader["transform_ops"], EVAL_TRANSFORMS
+    else:
+        raise ConfigError(f"Infer.transforms and {EVAL_TRANSFORMS}: neither is set, so the export cannot record the "
+                          "preprocessing the model expects in inference.yml; give one of them")
+    recorded = []
+    for i, op in enumerate(ops):
+        name, options = split_entry(op, f"{where}.{i}")
+        if name != "DecodeImage":
+            recorded.append(copy.deepcopy(op))
+            continue
+        for key, value in PREDICTOR_DECODE.items():
+            given = options.get(key, value)
+            if given != value:
+                raise ConfigError(f"{where}.{i}.DecodeImage.{key}: {given!r} cannot be deployed: the predictor and the "
+                                  f"service decode every image with {key}: {value!r}")
+    if not _ends_chw(recorded):
+        recorded.append({"ToCHWImage": None})
+    return recorded, where
+
+
+def deploy_meta(config, transform_ops=None):
+    """The model name, preprocessing (``deploy_transforms``, unless given) and post-processing (top-k and
+    the label list) that inference.yml records for the deploy predictor."""
     infer = config.get("Infer") or {}
     post = dict(infer.get("PostProcess") or {"name": "Topk", "topk": 5})
+    if transform_ops is None:
+        transform_ops, _ = deploy_transforms(config)
     return {"model": config["Arch"]["name"],
-            "PreProcess": {"transform_ops": [op for op in (infer.get("transforms") or []) if "DecodeImage" not in op]},
+            "PreProcess": {"transform_ops": transform_ops},
             "PostProcess": {"main_indicator": "Topk",
                             "Topk": {"topk": int(post.get("topk", 5)),
                                      "label_list": label_names(post.get("class_id_map_file"))}}}
@@ -69,6 +121,10 @@ def export(config, out_dir=None, probe=None):
     onnxruntime are timed on the exported model (it is converted to inference.onnx for that) and the
     result is stored as ``backend.json``, which the deploy predictor's ``backend: auto`` follows."""
     g = config["Global"]
+    transform_ops, where = deploy_transforms(config)  # before any work: a config that cannot deploy fails first
+    if where == EVAL_TRANSFORMS:
+        logger.info(f"Infer.transforms is not set: inference.yml records the evaluation's preprocessing ({where} "
+                    f"without DecodeImage, ending CHW): {[next(iter(op)) for op in transform_ops]}")
     arch = dict(config["Arch"])
     add_softmax = arch.pop("infer_add_softmax", True)
     model = build_model(arch)
@@ -79,10 +135,11 @@ def export(config, out_dir=None, probe=None):
         logger.warning("Global.pretrained_model is not set: exporting randomly initialised weights")
     out_dir = out_dir or g.get("save_inference_dir") or "./inference"
     export_model(model, out_dir, g.get("image_shape") or [3, 224, 224], add_softmax, int(g.get("infer_output_index") or 0),
-                 deploy_meta(config))
+                 deploy_meta(config, transform_ops))
     logger.info(f'Export succeeded! The inference model exported has been saved in "{os.path.join(out_dir, "inference")}".')
     if g.get("backend_probe") if probe is None else probe:
-        from .backend import LABELS, probe_backends
+        from .backend import LABELS
+        from .probe import probe_backends
         stale = os.path.join(out_dir, "inference.onnx")
         if os.path.isfile(stale):
             os.remove(stale)  # an earlier export's conversion: the probe converts this model afresh

@@ -1,5 +1,6 @@
 """An exported model (inference.json + inference.pdiparams) as ``inference.onnx`` through paddle2onnx
-(dynamic batch), checked in onnxruntime against Paddle Inference."""
+(dynamic batch), checked in onnxruntime against Paddle Inference. Above the predictor, which it runs
+for the check; the predictor never converts."""
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import numpy as np
 import yaml
 
 from ..utils.errors import ConfigError
+from .predictor import Predictor, read_meta
 
 
 def model_file(model_dir):
@@ -47,7 +49,6 @@ def convert_to_onnx(model_dir, opset=11):
 
 def compare_backends(model_dir, batch=2, rtol=1e-4):
     """(max abs difference between onnxruntime and Paddle Inference on a random batch, within rtol?)"""
-    from .predictor import Predictor, read_meta
     shape = read_meta(model_dir).get("image_shape", [3, 224, 224])
     x = np.random.RandomState(0).rand(batch, *shape).astype("float32")
     paddle_out = Predictor({"enable_mkldnn": True}, model_dir).run(x)

@@ -143,14 +143,23 @@ def deploy_settings(config):
     return g
 
 
-def build_pipeline(config, meta):
+def build_pipeline(config, meta, model_dir=None):
     """(preprocess, topk) for an exported model: the transforms recorded in its inference.yml (else the
     deploy config's PreProcess), and top-k with the label list of the deploy config's class_id_map_file
     (else the one recorded at export)."""
-    ops = (meta.get("PreProcess") or config.get("PreProcess") or {}).get("transform_ops")
-    if not ops:
-        raise ConfigError("PreProcess.transform_ops: required (or export the model with tools/export_model.py, "
-                          "which records them in inference.yml)")
+    recorded = meta.get("PreProcess")
+    if recorded is not None:
+        ops = (recorded or {}).get("transform_ops")
+        if not ops:  # written by an export from before every export recorded its preprocessing
+            where = os.path.join(model_dir, "inference.yml") if model_dir else "inference.yml"
+            raise ConfigError(f"{where}: PreProcess.transform_ops is empty; export the model again with "
+                              "tools/export_model.py (it records the Infer or else the evaluation transforms), or "
+                              "write the model's transforms there")
+    else:
+        ops = (config.get("PreProcess") or {}).get("transform_ops")
+        if not ops:
+            raise ConfigError("PreProcess.transform_ops: required (or export the model with tools/export_model.py, "
+                              "which records them in inference.yml)")
     topk_cfg = dict((config.get("PostProcess") or {}).get("Topk") or {})
     recorded = (meta.get("PostProcess") or {}).get("Topk") or {}
     labels = label_names(topk_cfg.get("class_id_map_file")) or recorded.get("label_list") or None
@@ -162,7 +171,7 @@ def load_deploy(config):
     """(settings, predictor, preprocess, topk) from a deploy config (deploy/configs/inference_cls.yaml)."""
     g = deploy_settings(config)
     predictor = Predictor(g, g["inference_model_dir"])
-    preprocess, topk = build_pipeline(config, predictor.meta)
+    preprocess, topk = build_pipeline(config, predictor.meta, predictor.model_dir)
     return g, predictor, preprocess, topk
 
 

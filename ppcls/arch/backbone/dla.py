@@ -16,7 +16,7 @@ import paddle
 import paddle.nn as nn
 
 from ..registry import ModelCard, variant
-from ..weights import Weights, paddleclas_weights, register_weights, timm_weights
+from ..weight_table import Weights, paddleclas_weights, register_weights, timm_weights
 from .base import Backbone
 
 __all__ = ["DLA", "DLA_SPECS", "DLA34", "DLA46_c", "DLA46x_c", "DLA60x_c", "DLA60", "DLA60x", "DLA102",

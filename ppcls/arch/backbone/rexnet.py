@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from ..registry import ModelCard, variant
-from ..weights import Weights, paddleclas_weights, register_weights, timm_weights
+from ..weight_table import Weights, paddleclas_weights, register_weights, timm_weights
 from .base import Backbone
 
 __all__ = ["ReXNet", "REXNET_SPECS", "rexnet_channels", "ReXNet_1_0", "ReXNet_1_3", "ReXNet_1_5", "ReXNet_2_0",

@@ -29,7 +29,7 @@ import paddle.nn.functional as F
 
 from ...utils.errors import ConfigError
 from ..registry import ModelCard, variant
-from ..weights import Weights, register_weights
+from ..weight_table import Weights, register_weights
 from .base import Backbone
 
 __all__ = ["RLANet", "RLAResNet", "RLAMobileNetV2", "RLA_RESNET_SPECS", "RLA_MOBILENET_SPECS",

@@ -24,6 +24,8 @@ import paddle.nn as nn
 from ...utils.errors import ConfigError
 from ...utils.registry import Registry
 from ...utils.weight_files import read_weights
+from .. import backbone  # noqa: F401  (registers every model convert_checkpoint may build)
+from ..registry import MODELS
 
 
 class ConversionError(ConfigError):
@@ -183,13 +185,12 @@ def convert_checkpoint(arch_name, src_path, dst_path, arch_kwargs=None, layout=N
     """Read ``src_path``, convert it (from ``layout``, or the one its keys show) for ``arch_name`` and
     save a ``.pdparams`` at ``dst_path``."""
     import paddle
-    from .. import build_model
     from ...utils.save_load import atomic_save
 
     layouts_of(arch_name)  # an unknown -a is refused before the file is read
     src = load_source_state(src_path)
     rules = get_rules(arch_name, layout=layout, keys=src.keys())
-    model = build_model(dict(name=arch_name, **(arch_kwargs or {})))
+    model = MODELS.build(arch_name, arch_kwargs, where="Arch")
     state, dropped = convert_state_dict(model, src, rules)
     if not dst_path.endswith(".pdparams"):
         dst_path += ".pdparams"
