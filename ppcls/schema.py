@@ -8,6 +8,7 @@ Global, AMP, EMA and Infer are listed here with the code that reads them. Keys a
 PaddleClas configs carry them, and that change nothing here, are warned about once.
 """
 import copy
+import os
 
 from .arch import validate_arch
 from .data import validate_loader_section
@@ -17,6 +18,7 @@ from .metric import validate_metrics
 from .optimizer import validate_optimizer
 from .utils.config import check_keys, load_config, warn_compat
 from .utils.errors import ConfigError, did_you_mean
+from .utils.logger import parse_log_ranks
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
@@ -51,13 +53,33 @@ GLOBAL = {
     "class_num": (int, None),                   # copied to Arch.class_num when that is not set
     "eval_backend": (str, "dygraph"),           # engine: dygraph | inference | onnxruntime
     "report_dir": (OPT_STR, None),              # eval: confusion matrix, per-class table, mistakes
+    "print_mem_info": (bool, False),            # engine: peak memory at the end of each train log line
+    "log_ranks": ((str, int, list), None),      # logger: ranks printing INFO to the console (None: all)
 }
-# PaddleClas keys that change nothing here
+# PaddleClas keys that change nothing here (read by its engine, tools/*.py and ppcls/static)
 GLOBAL_COMPAT = {
     "eval_mode": "only classification evaluation exists here",
-    "use_dali": "the loader is paddle.io.DataLoader",
+    "train_mode": "only supervised training exists here (no FixMatch, MetaBIN, progressive modes)",
+    "use_dali": "the loader is paddle.io.DataLoader (DALI is a GPU-only NVIDIA loader)",
     "use_multilabel": "the classifiers here are single-label",
+    "iter_per_epoch": "every epoch runs over the whole train list",
+    "distributed": "the worker count comes from paddle.distributed.launch",
+    "is_distributed": "the worker count comes from paddle.distributed.launch",
+    "export_for_fd": "the export always writes inference.yml",
+    "uniform_output_enabled": "PaddleX's output layout is not produced here",
+    "pdx_model_name": "PaddleX's output layout is not produced here",
+    "hpi_config_path": "PaddleX's high-performance inference config is not produced here",
+    "warmup_iter": "MetaBIN training is not part of this toolkit",
+    "sim_block_size": "retrieval evaluation is not part of this toolkit",
+    "re_ranking": "retrieval evaluation is not part of this toolkit",
+    "retrieval_feature_from": "retrieval evaluation is not part of this toolkit",
+    "feature_normalize": "retrieval evaluation is not part of this toolkit",
+    "feature_binarize": "retrieval evaluation is not part of this toolkit",
 }
+# values of those keys that ask for what happens here anyway: accepted without a warning
+GLOBAL_COMPAT_SAME = {"eval_mode": "classification", "train_mode": None, "use_dali": False,
+                      "use_multilabel": False, "distributed": None, "is_distributed": None,
+                      "export_for_fd": True, "uniform_output_enabled": False, "re_ranking": False}
 AMP = {
     "use_amp": (bool, False), "level": (str, "O1"), "scale_loss": (NUM, 65536.0),
     "use_dynamic_loss_scaling": (bool, True), "use_promote": (bool, False), "use_fp16_test": (bool, False),
@@ -74,6 +96,15 @@ def _types(table):
     return {k: t for k, (t, _) in table.items()}
 
 
+def _same_as_here(key, value):
+    if key not in GLOBAL_COMPAT_SAME:
+        return False
+    if key in ("distributed", "is_distributed"):
+        # PaddleClas's engine writes Global.distributed back into the config it saves
+        return value is None or value == (int(os.environ.get("PADDLE_TRAINERS_NUM", 1)) > 1)
+    return value is None or value == GLOBAL_COMPAT_SAME[key]
+
+
 def validate(cfg):
     """Structure, names and types of every section; one-line errors naming the key and the nearest
     valid one."""
@@ -82,7 +113,7 @@ def validate(cfg):
             raise ConfigError(f"{k}: unknown section" + did_you_mean(k, TOP_SECTIONS, listing=True))
     g = cfg.get("Global") or {}
     for key, why in GLOBAL_COMPAT.items():
-        if key in g:
+        if key in g and not _same_as_here(key, g[key]):
             warn_compat(f"Global.{key}", why)
     check_keys("Global", {k: v for k, v in g.items() if k not in GLOBAL_COMPAT}, _types(GLOBAL))
     check_keys("AMP", cfg.get("AMP"), _types(AMP))
@@ -107,6 +138,8 @@ def validate(cfg):
     for key in ("epochs", "print_batch_step", "eval_interval", "save_interval", "update_freq"):
         if g.get(key) is not None and g[key] < 1:
             raise ConfigError(f"Global.{key}: must be >= 1, got {g[key]}")
+    if g.get("log_ranks") is not None:
+        parse_log_ranks(g["log_ranks"], "Global.log_ranks")
     if g.get("eval_backend", "dygraph") not in ("dygraph", "inference", "onnxruntime"):
         raise ConfigError(f"Global.eval_backend: dygraph, inference or onnxruntime, got {g['eval_backend']!r}")
     return cfg

@@ -216,19 +216,23 @@ def test_every_schema_key_is_read_or_warned(tmp_path, caplog):
     from ppcls.schema import get_config
     from ppcls.utils.errors import ConfigError
     path, _ = tiny_config(tmp_path)
-    for gone in ("Global.nan_policy=skip", "Global.log_ranks=0", "Global.iter_per_epoch=5", "DataLoader.Test={}"):
+    # (Global.log_ranks and Global.iter_per_epoch are PaddleClas keys: tests/test_paddleclas_dropin.py)
+    for gone in ("Global.nan_policy=skip", "Global.log_rank=0", "Global.iter_per_epochs=5", "DataLoader.Test={}"):
         with pytest.raises(ConfigError, match="unknown key"):
             get_config(path, [gone])
     import logging
+    from ppcls.utils import config as config_module
+    # the warning is once per process: start from a process that has not given it, whatever ran before
+    config_module._warned.discard("Global.use_dali")
     logging.getLogger("ppcls").propagate = True
     try:
         with caplog.at_level(logging.WARNING, logger="ppcls"):
-            get_config(path, ["Global.eval_mode=classification"])
-            get_config(path, ["Global.eval_mode=classification"])
+            get_config(path, ["Global.use_dali=True"])
+            get_config(path, ["Global.use_dali=True"])
     finally:
         logging.getLogger("ppcls").propagate = False
-    warned = [r.message for r in caplog.records if "Global.eval_mode" in r.message]
-    assert len(warned) <= 1 and all("accepted for compatibility; it has no effect" in w for w in warned)
+    warned = [r.getMessage() for r in caplog.records if "Global.use_dali" in r.getMessage()]
+    assert len(warned) == 1 and "accepted for compatibility; it has no effect" in warned[0], warned
     cfg = get_config(path)
     assert cfg["AMP"]["use_promote"] is False and cfg["Global"]["epochs"] == 2  # defaults resolved once
 
@@ -416,6 +420,13 @@ def test_pip_install_in_a_fresh_venv(tmp_path):
                        cwd=str(outside), timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert os.path.isfile(tmp_path / "out" / "ResNet18" / "latest.pdparams")
-    r = subprocess.run([py, "-c", "from ppcls.schema import get_config; print(get_config('DLA/DLA34.yaml')['Arch'])"],
-                       capture_output=True, text=True, cwd=str(outside), timeout=120)
-    assert "DLA34" in r.stdout, r.stderr[-2000:]
+    # PaddleClas's config paths and those of the earlier layouts, all from the installed package
+    forms = ["ppcls/configs/ImageNet/DLA/DLA34.yaml", "configs/ImageNet/ReXNet/ReXNet_1_0.yaml", "DLA/DLA34.yaml",
+             "configs/DLA/DLA60.yaml", "ResidualAttention/AttentionNet56_CIFAR10.yaml"]
+    script = ("import sys; from ppcls.schema import get_config; from ppcls.utils.config import resolve_config_path\n"
+              "for p in sys.argv[1:]: print(get_config(p)['Arch']['name'], resolve_config_path(p))")
+    r = subprocess.run([py, "-c", script, *forms], capture_output=True, text=True, cwd=str(outside), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = [line.split() for line in r.stdout.splitlines()]
+    assert [n for n, _ in found] == ["DLA34", "ReXNet_1_0", "DLA34", "DLA60", "AttentionNet56_CIFAR"], r.stdout
+    assert all(path.startswith(str(venv)) for _, path in found), r.stdout

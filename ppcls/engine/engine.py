@@ -107,7 +107,7 @@ class Engine:
         self.rank, self.world_size = dev.dist_info()
         self.arch_name = config["Arch"]["name"]
         self.output_dir = os.path.join(g["output_dir"], self.arch_name)
-        init_logger(os.path.join(self.output_dir, f"{mode}.log"))
+        init_logger(os.path.join(self.output_dir, f"{mode}.log"), g.get("log_ranks"))
         self.device = dev.select_device(g["device"])
         self.threads = dev.set_cpu_threads(g["cpu_threads"], self.world_size) if self.device == "cpu" else None
         if self.world_size > 1:
@@ -195,7 +195,8 @@ class Engine:
         if self.world_size > 1:
             train_model = paddle.DataParallel(train_model)
         log = TrainLogger(epochs, iters, type(schedule).__name__ if schedule is not None else "Const",
-                          visualdl_dir(g["output_dir"], self.rank, g["use_visualdl"]))
+                          visualdl_dir(g["output_dir"], self.rank, g["use_visualdl"]),
+                          memory_device=self.device if g.get("print_mem_info") else None)
         loop = TrainLoop(self.model, self.optimizer, schedule, self.train_loader, self.train_dataset, self.batch_ops,
                          self.train_loss, self.train_metrics, self.amp, ema, log, self.checkpoints, self.update_freq,
                          g["print_batch_step"], SavePolicy(g["save_interval_iters"], g["save_interval_seconds"]),

@@ -1,7 +1,7 @@
 """What a run reports: PaddleClas-format log lines and VisualDL scalars (rank 0 writes VisualDL).
 
     [Train][Epoch 3/120][Iter: 10/5005]lr(Cosine): 0.10000000, top1: ..., loss: ..., batch_cost: ...s,
-        reader_cost: ..., ips: ... samples/s, eta: 1:02:03
+        reader_cost: ..., ips: ... samples/s, eta: 1:02:03[, max_mem_reserved: ... MB, max_mem_allocated: ... MB]
     [Train][Epoch 3/120][Avg]top1: ..., loss: ...
     [Eval][Epoch 3][Avg]CELoss: ..., loss: ..., top1: ..., top5: ... (5000 samples)
     [Eval][Epoch 3][best metric: 0.76]
@@ -10,6 +10,7 @@ import datetime
 import os
 
 from ..utils.logger import logger
+from ..utils.memory import peak_rss_bytes
 
 
 class Timer:
@@ -30,13 +31,33 @@ class Timer:
         return self.total / self.count if self.count else 0.0
 
 
+def peak_memory(device):
+    """Global.print_mem_info's suffix of a train log line: the peak device memory on a GPU, in
+    PaddleClas's words, else the peak resident memory of this process (the host's own counters: no
+    device sync). None where the platform gives no reading."""
+    if device == "gpu":
+        import paddle
+        mb = 1024 ** 2
+        return (f", max_mem_reserved: {paddle.device.cuda.max_memory_reserved() / mb:.2f} MB, "
+                f"max_mem_allocated: {paddle.device.cuda.max_memory_allocated() / mb:.2f} MB")
+    peak = peak_rss_bytes()
+    if peak is None:
+        return None
+    return f", max_mem_rss: {peak / 1024 ** 2:.2f} MB"
+
+
 def _fmt(values):
     return ", ".join(f"{k}: {v:.5f}" for k, v in values)
 
 
 class TrainLogger:
-    def __init__(self, epochs, iters, sched_name, visualdl_dir=None):
+    def __init__(self, epochs, iters, sched_name, visualdl_dir=None, memory_device=None):
+        """``memory_device``: Global.print_mem_info is on, training on that device."""
         self.epochs, self.iters, self.sched_name = epochs, iters, sched_name
+        self.memory_device = memory_device
+        if memory_device is not None and peak_memory(memory_device) is None:
+            logger.warning("Global.print_mem_info: this platform gives no peak memory reading (pip install psutil)")
+            self.memory_device = None
         self.writer = None
         if visualdl_dir:
             from visualdl import LogWriter
@@ -49,7 +70,8 @@ class TrainLogger:
         ips = batch_size / bc if bc > 0 else 0.0
         logger.info(f"[Train][Epoch {epoch}/{self.epochs}][Iter: {it}/{self.iters}]lr({self.sched_name}): {lr:.8f}, "
                     + "".join(f"{k}: {v:.5f}, " for k, v in values)
-                    + f"batch_cost: {bc:.5f}s, reader_cost: {reader_timer.avg:.5f}, ips: {ips:.5f} samples/s, eta: {eta}")
+                    + f"batch_cost: {bc:.5f}s, reader_cost: {reader_timer.avg:.5f}, ips: {ips:.5f} samples/s, eta: {eta}"
+                    + (peak_memory(self.memory_device) if self.memory_device is not None else ""))
         self.scalar(f"lr({self.sched_name})", lr, global_step)
         for k, v in values:
             self.scalar(f"train_{k}", v, global_step)

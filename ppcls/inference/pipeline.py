@@ -163,6 +163,43 @@ class Topk:
         return out
 
 
+class SavePreLabel:
+    """PostProcess.SavePreLabel of PaddleClas's deploy config: each image is copied into
+    ``save_dir/<top-1 class id>/``, pre-sorting a folder for labelling."""
+
+    def __init__(self, save_dir=None):
+        if not save_dir:
+            raise ConfigError("PostProcess.SavePreLabel.save_dir: required (the folder to sort the images into)")
+        self.save_dir = save_dir
+
+    def __call__(self, results):
+        import shutil
+        for r in results:
+            folder = os.path.join(self.save_dir, str(r["class_ids"][0]))
+            os.makedirs(folder, exist_ok=True)
+            shutil.copy(r["file_name"], folder)
+
+
+def result_savers(post_cfg):
+    """The deploy config's PostProcess entries that act after Topk (SavePreLabel); the others PaddleClas
+    has (attribute and multi-label outputs) do not apply to the single-label classifiers here."""
+    savers = []
+    for name, kwargs in (post_cfg or {}).items():
+        if name in ("main_indicator", "Topk"):
+            continue
+        if name == "SavePreLabel":
+            savers.append(SavePreLabel(**(kwargs or {})))
+        else:
+            from ..utils.logger import logger
+            logger.warning(f"PostProcess.{name}: not applicable to the single-label classifiers here; "
+                           "only Topk and SavePreLabel run")
+    delimiter = ((post_cfg or {}).get("Topk") or {}).get("delimiter")
+    if delimiter not in (None, " "):
+        raise ConfigError(f"PostProcess.Topk.delimiter: {delimiter!r}: label files are read as 'id name' lines "
+                          "split at the first space")
+    return savers
+
+
 def format_result(r):
     scores = ", ".join(f"{s:.2f}" for s in r["scores"])
     return (f"{r['file_name']}:\tclass id(s): {r['class_ids']}, score(s): [{scores}], "

@@ -16,13 +16,17 @@ from ..utils.errors import ConfigError
 from ..utils.logger import logger
 from .backend import LABELS, has_onnx_model, has_paddle_model, resolve_backend
 from .labels import label_names
-from .pipeline import Preprocess, Topk, format_result, list_images, load_batches
+from .pipeline import Preprocess, Topk, format_result, list_images, load_batches, result_savers
 
 GLOBAL_DEFAULTS = {
     "infer_imgs": None, "inference_model_dir": "./inference", "batch_size": 1, "use_gpu": False, "gpu_mem": 8000,
     "enable_mkldnn": True, "cpu_num_threads": 0, "ir_optim": True, "use_tensorrt": False, "use_fp16": False,
     "use_onnx": False, "backend": "auto", "benchmark": False, "enable_benchmark": False, "max_images": 0,
+    # the rest of PaddleClas's predict_cls.py keys
+    "use_int8": False, "enable_profile": False, "use_npu": False, "use_xpu": False, "use_mlu": False,
+    "model_name": None, "save_log_path": None,
 }
+BENCHMARK_ONLY = ("model_name", "save_log_path")  # they name and place the benchmark report
 
 
 def default_deploy_config():
@@ -54,10 +58,18 @@ class Predictor:
         self.use_onnx = self.backend == "onnxruntime"
         threads = int(g.get("cpu_num_threads") or 0) or available_cores()
         precision = self.meta.get("precision", "fp32")
+        if g.get("use_int8") and precision != "int8":
+            raise ConfigError(f"Global.use_int8: True, but {model_dir} holds a {precision} model (make an INT8 one "
+                              "with tools/quantize.py)")
+        self.threads, self.precision = threads, precision
         if ("backend" in g) if announce is None else announce:  # a deploy config: say which backend runs and why
             logger.info(f"predictor backend: {LABELS[self.backend]} ({self.backend_reason}); {precision} model in "
                         f"{model_dir}, {threads} CPU threads")
         if self.use_onnx:
+            for key in ("enable_profile", "use_npu", "use_xpu", "use_mlu"):
+                if g.get(key):
+                    logger.warning(f"Global.{key}: a Paddle Inference setting; this model runs in onnxruntime "
+                                   "on the CPU")
             self._init_onnxruntime(model_dir, threads)
         else:
             self._init_paddle(g, model_dir, threads)
@@ -91,12 +103,26 @@ class Predictor:
             cfg = inference.Config(model_dir, "inference")
         else:
             cfg = inference.Config(os.path.join(model_dir, "inference.pdmodel"), os.path.join(model_dir, "inference.pdiparams"))
+        if g.get("use_gpu") and not _paddle_supports("gpu"):
+            logger.warning("Global.use_gpu: this Paddle build has no CUDA (install paddlepaddle-gpu); "
+                           "predicting on the CPU")
+            g = dict(g, use_gpu=False)
+        accelerator = None if g.get("use_gpu") else \
+            next((d for d in ("npu", "xpu", "mlu") if g.get(f"use_{d}")), None)
+        if accelerator is not None and not _paddle_supports(accelerator):
+            logger.warning(f"Global.use_{accelerator}: this Paddle build has no {accelerator.upper()} support; "
+                           "predicting on the CPU")
+            accelerator = None
         if g.get("use_gpu"):
             cfg.enable_use_gpu(int(g.get("gpu_mem", 8000)), 0)
             if g.get("use_tensorrt"):
                 precision = inference.PrecisionType.Half if g.get("use_fp16") else inference.PrecisionType.Float32
                 cfg.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=int(g.get("batch_size", 1)),
                                            min_subgraph_size=30, precision_mode=precision)
+        elif accelerator == "xpu":
+            cfg.enable_xpu()
+        elif accelerator is not None:
+            cfg.enable_custom_device(accelerator)
         else:
             if g.get("use_fp16"):
                 raise ConfigError("Global.use_fp16: needs use_gpu and use_tensorrt")
@@ -107,6 +133,8 @@ class Predictor:
                 cfg.disable_mkldnn()
             cfg.set_cpu_math_library_num_threads(threads)
         cfg.switch_ir_optim(bool(g.get("ir_optim", True)))
+        if g.get("enable_profile"):
+            cfg.enable_profile()  # Paddle Inference prints its per-operator table when the predictor ends
         cfg.disable_glog_info()
         self.pred = inference.create_predictor(cfg)
         self.inp = self.pred.get_input_handle(self.pred.get_input_names()[0])
@@ -140,7 +168,20 @@ def deploy_settings(config):
         raise ConfigError(f"Global.{unknown[0]}: unknown key" + (f" (did you mean '{hint}'?)" if hint else ""))
     g = dict(GLOBAL_DEFAULTS)
     g.update(config.get("Global") or {})
+    if not (g.get("benchmark") or g.get("enable_benchmark")):
+        for key in BENCHMARK_ONLY:
+            if g.get(key) is not None:
+                logger.warning(f"Global.{key}: used by the benchmark report only; set Global.benchmark=True")
     return g
+
+
+def _paddle_supports(device):
+    import paddle
+    if device == "gpu":
+        return paddle.device.is_compiled_with_cuda()
+    if device == "xpu":
+        return paddle.device.is_compiled_with_xpu()
+    return device in (paddle.device.get_all_custom_device_type() or [])
 
 
 def build_pipeline(config, meta, model_dir=None):
@@ -178,6 +219,7 @@ def load_deploy(config):
 def predict_folder(config):
     """predict_cls.py: returns the list of results (and prints one line per image)."""
     g, predictor, preprocess, topk = load_deploy(config)
+    savers = result_savers(config.get("PostProcess"))
     files = list_images(g["infer_imgs"], int(g.get("max_images") or 0))
     skipped = []
 
@@ -198,6 +240,8 @@ def predict_folder(config):
         n += len(names)
         for r in res:
             print(format_result(r), flush=True)
+        for save in savers:
+            save(res)
         results += res
         t0 = time.perf_counter()
     if skipped:
@@ -206,4 +250,53 @@ def predict_folder(config):
         if n:
             print(f"timing per image over {n} images: preprocess {1000 * t_pre / n:.3f} ms, "
                   f"inference {1000 * t_inf / n:.3f} ms, postprocess {1000 * t_post / n:.3f} ms")
+        if g.get("save_log_path"):
+            write_benchmark_report(g["save_log_path"], g, predictor, n, (t_pre, t_inf, t_post),
+                                   preprocess_shape(files, preprocess))
     return results
+
+
+def preprocess_shape(files, preprocess):
+    """The model input's CHW shape, from the first image that decodes."""
+    from .pipeline import read_rgb
+    for f in files:
+        img = read_rgb(f)
+        if img is not None:
+            return list(preprocess(img).shape)
+    return "dynamic"
+
+
+def write_benchmark_report(path, g, predictor, n, times, shape):
+    """Global.save_log_path: the benchmark report with the sections and field names of the auto_log
+    report that PaddleClas's predict_cls.py writes there, so its benchmark scripts read it unchanged."""
+    from ..utils.memory import peak_rss_bytes
+    rss = peak_rss_bytes()
+    per_image = [round(1000 * t / n, 4) if n else 0.0 for t in times]
+    paddle_backend = predictor.backend != "onnxruntime"
+    lines = [
+        "----------------------- Conf info -----------------------",
+        f"runtime_device: {'gpu' if g.get('use_gpu') else 'cpu'}",
+        f"backend: {predictor.backend}",
+        f"ir_optim: {bool(g.get('ir_optim', True))}",
+        f"enable_tensorrt: {bool(g.get('use_tensorrt')) and paddle_backend}",
+        f"enable_mkldnn: {bool(g.get('enable_mkldnn', True)) and paddle_backend and not g.get('use_gpu')}",
+        f"cpu_math_library_num_threads: {predictor.threads}",
+        "----------------------- Model info ----------------------",
+        f"model_name: {g.get('model_name') or 'cls'}",
+        f"precision: {'fp16' if g.get('use_fp16') else predictor.precision}",
+        "----------------------- Data info -----------------------",
+        f"batch_size: {g.get('batch_size', 1)}",
+        f"input_shape: {shape}",
+        f"data_num: {n}",
+        "----------------------- Perf info -----------------------",
+        f"cpu_rss(MB): {round(rss / 1024 ** 2, 4) if rss is not None else None}, gpu_rss(MB): None, gpu_util: None%",
+        f"total time spent(s): {round(sum(times), 4)}",
+        f"preprocess_time(ms): {per_image[0]}, inference_time(ms): {per_image[1]}, "
+        f"postprocess_time(ms): {per_image[2]}",
+    ]
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"[{stamp}] root INFO: {line}\n" for line in lines)
+    logger.info(f"benchmark report written to {path}")

@@ -27,17 +27,32 @@ def warn_compat(key, why=""):
     logger.warning(f"{key}: accepted for compatibility; it has no effect" + (f" ({why})" if why else ""))
 
 
+# folders of earlier layouts whose files moved elsewhere than ImageNet/<folder>/ (the CIFAR recipes
+# went where PaddleClas keeps its CIFAR configs)
+MOVED_CONFIG_DIRS = {"ResidualAttention": ("quick_start/professional",)}
+
+
 def resolve_config_path(path):
-    """``path`` itself, else the installed config of that name (``DLA/DLA60.yaml`` or
-    ``configs/DLA/DLA60.yaml`` from any directory)."""
+    """``path`` itself, else the installed config it names, from any directory: PaddleClas's
+    ``ppcls/configs/ImageNet/DLA/DLA34.yaml``, ``configs/ImageNet/DLA/DLA34.yaml``, and the layouts of
+    earlier versions (release/2.0's ``configs/DLA/DLA60.yaml``, ``DLA/DLA60.yaml``,
+    ``ppcls/configs/ResidualAttention/AttentionNet56_CIFAR10.yaml``), whose files live on under
+    ``ImageNet/<Family>/`` or, for CIFAR, ``quick_start/professional/`` as in PaddleClas."""
     if os.path.isfile(path):
         return path
+    if os.path.isabs(path):
+        raise ConfigError(f"config file not found: {path}")
     rel = os.path.normpath(path)
-    if rel.startswith("configs" + os.sep):
-        rel = rel[len("configs") + 1:]
-    candidate = os.path.join(INSTALLED_CONFIGS, rel)
-    if not os.path.isabs(path) and os.path.isfile(candidate):
-        return candidate
+    for prefix in ("ppcls" + os.sep + "configs" + os.sep, "configs" + os.sep):
+        if rel.startswith(prefix):
+            rel = rel[len(prefix):]
+            break
+    candidates = [os.path.join(INSTALLED_CONFIGS, rel), os.path.join(INSTALLED_CONFIGS, "ImageNet", rel)]
+    folder, _, name = rel.partition(os.sep)
+    candidates += [os.path.join(INSTALLED_CONFIGS, *new.split("/"), name) for new in MOVED_CONFIG_DIRS.get(folder, ())]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
     raise ConfigError(f"config file not found: {path} (nor among the installed configs in {INSTALLED_CONFIGS})")
 
 
