@@ -55,6 +55,7 @@ GLOBAL = {
     "report_dir": (OPT_STR, None),              # eval: confusion matrix, per-class table, mistakes
     "print_mem_info": (bool, False),            # engine: peak memory at the end of each train log line
     "log_ranks": ((str, int, list), None),      # logger: ranks printing INFO to the console (None: all)
+    "iter_per_epoch": (OPT_INT, None),          # engine: iterations of an epoch (None: one pass over the list)
 }
 # PaddleClas keys that change nothing here (read by its engine, tools/*.py and ppcls/static)
 GLOBAL_COMPAT = {
@@ -62,7 +63,6 @@ GLOBAL_COMPAT = {
     "train_mode": "only supervised training exists here (no FixMatch, MetaBIN, progressive modes)",
     "use_dali": "the loader is paddle.io.DataLoader (DALI is a GPU-only NVIDIA loader)",
     "use_multilabel": "the classifiers here are single-label",
-    "iter_per_epoch": "every epoch runs over the whole train list",
     "distributed": "the worker count comes from paddle.distributed.launch",
     "is_distributed": "the worker count comes from paddle.distributed.launch",
     "export_for_fd": "the export always writes inference.yml",
@@ -135,7 +135,7 @@ def validate(cfg):
         check_keys("Infer", infer, _types(INFER))
         OPS.validate_entries(infer.get("transforms"), "Infer.transforms")
         check_keys("Infer.PostProcess", infer.get("PostProcess"), POSTPROCESS)
-    for key in ("epochs", "print_batch_step", "eval_interval", "save_interval", "update_freq"):
+    for key in ("epochs", "print_batch_step", "eval_interval", "save_interval", "update_freq", "iter_per_epoch"):
         if g.get(key) is not None and g[key] < 1:
             raise ConfigError(f"Global.{key}: must be >= 1, got {g[key]}")
     if g.get("log_ranks") is not None:

@@ -117,11 +117,12 @@ PADDLECLAS_ACTING = {
     "to_static": "False",             # test_engine.py
     "print_mem_info": "True",         # here: test_print_mem_info_*
     "log_ranks": "0,1,2,3,4,5,6,7",   # here: test_log_ranks_*
+    "iter_per_epoch": "2",            # here: test_iter_per_epoch_*
 }
 # Accepted with one warning saying why they cannot act here.
 PADDLECLAS_WARNED = {
     "eval_mode": "retrieval", "train_mode": "fixmatch", "use_dali": "True", "use_multilabel": "True",
-    "iter_per_epoch": "100", "distributed": "True", "is_distributed": "True", "export_for_fd": "False",
+    "distributed": "True", "is_distributed": "True", "export_for_fd": "False",
     "uniform_output_enabled": "True", "pdx_model_name": "PP-LCNet_x1_0", "hpi_config_path": "hpi.yaml",
     "warmup_iter": "10", "sim_block_size": "64", "re_ranking": "True", "retrieval_feature_from": "backbone",
     "feature_normalize": "False", "feature_binarize": "round",
@@ -451,3 +452,27 @@ def test_tipc_lite_train_lite_infer_chain(tipc, tmp_path):
                        _set(_key(lines[47]), "../dataset/ILSVRC2012/val"), _set(_key(lines[48]), str(report)),
                        _set(_key(lines[49]), "True")]), root / "deploy")
     assert "inference_time(ms):" in report.read_text()
+
+
+def test_iter_per_epoch_ends_each_epoch_and_sizes_the_schedule(tmp_path):
+    """Global.iter_per_epoch below one pass: every epoch takes that many steps (log lines, global step, the
+    schedule's length); above one pass: a warning, and one pass."""
+    path, _ = tiny_config(tmp_path, epochs=2, per_class=8, batch_size=4, extra={"Global": {"eval_during_train": False,
+                                                                               "print_batch_step": 1}})
+    from engine_utils import run_tool
+    from ppcls.utils.save_load import load_state_file
+    out = tmp_path / "out"
+    r = run_tool("train.py", "-c", path, "-o", "Global.iter_per_epoch=2", "-o", f"Global.output_dir={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    import re
+    its = re.findall(r"\[Train\]\[Epoch (\d)/2\]\[Iter: (\d+)/(\d+)\]", r.stdout)
+    assert its == [("1", "0", "2"), ("1", "1", "2"), ("2", "0", "2"), ("2", "1", "2")], its
+    arch = get_config(path)["Arch"]["name"]
+    states = load_state_file(str(out / arch / "latest.pdstates"))
+    assert states["global_step"] == 4 and states["epoch"] == 2
+    r = run_tool("train.py", "-c", path, "-o", "Global.iter_per_epoch=1000", "-o", "Global.epochs=1",
+                 "-o", f"Global.output_dir={tmp_path / 'out2'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Global.iter_per_epoch=1000 is more than one pass over the train list" in r.stdout
+    full = re.findall(r"\[Iter: \d+/(\d+)\]", r.stdout)
+    assert full and int(full[0]) > 2

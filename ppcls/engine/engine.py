@@ -162,10 +162,25 @@ class Engine:
                                        CombinedMetrics(metric_cfg.get("Eval"), "Metric.Eval"), self.world_size,
                                        g["print_batch_step"], self.amp.eval_autocast())
 
+    def _iters_per_epoch(self):
+        """One pass over the train list, or fewer iterations where Global.iter_per_epoch asks (PaddleClas's
+        key: its schedule and each epoch take that many steps; the rest of the list is not even loaded)."""
+        g, full = self.settings, len(self.train_loader)
+        wanted = g.get("iter_per_epoch")
+        if wanted is None or wanted == full:
+            return full
+        if wanted > full:
+            if not getattr(self, "_warned_iters", False):
+                logger.warning(f"Global.iter_per_epoch={wanted} is more than one pass over the train list ({full} "
+                               f"iterations): an epoch here is at most one pass, so it runs {full}")
+                self._warned_iters = True
+            return full
+        return wanted
+
     def _build_optimization(self):
         """The optimizer and schedule, SyncBatchNorm / AMP decoration, EMA and the checkpoints."""
         g = self.settings
-        iters = len(self.train_loader)
+        iters = self._iters_per_epoch()
         self.update_freq = g["update_freq"]
         if self.update_freq > iters:
             logger.warning(f"Global.update_freq={self.update_freq} > iterations per epoch ({iters}): using 1")
@@ -182,7 +197,7 @@ class Engine:
         if self.mode != "train":
             raise ConfigError("Engine.train: build the engine with mode='train'")
         g = self.settings
-        epochs, iters = g["epochs"], len(self.train_loader)
+        epochs, iters = g["epochs"], self._iters_per_epoch()
         schedule, ema = self.schedule, self.ema
         state, rng = TrainState(), None
         if g["checkpoints"]:
@@ -200,7 +215,7 @@ class Engine:
         loop = TrainLoop(self.model, self.optimizer, schedule, self.train_loader, self.train_dataset, self.batch_ops,
                          self.train_loss, self.train_metrics, self.amp, ema, log, self.checkpoints, self.update_freq,
                          g["print_batch_step"], SavePolicy(g["save_interval_iters"], g["save_interval_seconds"]),
-                         self.rank)
+                         self.rank, iters)
         result = TrainResult(state.best_metric, state.best_epoch)
         # mid-epoch resume (and unseeded runs) continue the saved random streams; seeded runs
         # reseed at every epoch start, so an epoch-boundary resume replays exactly

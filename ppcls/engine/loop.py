@@ -66,12 +66,13 @@ class TrainLoop:
     ``update_freq`` batches, the schedule, EMA, running sums, log lines, mid-epoch saves."""
 
     def __init__(self, model, optimizer, schedule, loader, dataset, batch_ops, loss, metrics, amp,
-                 ema, logger, checkpoints, update_freq, print_step, save_policy, rank):
+                 ema, logger, checkpoints, update_freq, print_step, save_policy, rank, iters=None):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.loader, self.dataset, self.batch_ops = loader, dataset, batch_ops
         self.loss, self.metrics, self.amp, self.ema = loss, metrics, amp, ema
         self.logger, self.checkpoints = logger, checkpoints
         self.update_freq, self.print_step, self.save_policy, self.rank = update_freq, print_step, save_policy, rank
+        self.iters = iters  # of an epoch (Global.iter_per_epoch); None: the loader's length
 
     def _optimizer_step(self):
         self.amp.step(self.optimizer)
@@ -88,7 +89,7 @@ class TrainLoop:
         self.loader.batch_sampler.skip = skip  # resumed mid-epoch: those batches are not even loaded
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
-        iters = len(self.loader)
+        iters = self.iters or len(self.loader)
         loss_sums, n_seen = {}, 0
         first_bad = paddle.to_tensor(-1, dtype="int64")
         batch_timer, reader_timer = Timer(), Timer()
@@ -135,6 +136,8 @@ class TrainLoop:
                 self._check_finite(first_bad, epoch)
                 self.checkpoints.save("latest", state.states(epoch, it + 1))
                 self.save_policy.last = time.time()
+            if last:
+                break  # Global.iter_per_epoch below the loader's length: the epoch ends here
             tic = time.time()
         if self.schedule is not None and getattr(self.schedule, "by_epoch", False):
             self.schedule.step()
