@@ -113,28 +113,61 @@ def test_mixup_cutmix_opsampler():
     np.random.seed(0)
     images = paddle.to_tensor(np.random.rand(6, 3, 8, 8).astype("float32"))
     labels = paddle.to_tensor(np.array([0, 1, 2, 0, 1, 2]), dtype="int64")
-    for name in ("MixupOperator", "CutmixOperator"):
-        ops = build_batch_ops([{name: {"alpha": 0.4}}], class_num=3)
-        x, t = ops(images, labels, epoch=1)
+    onehot = np.eye(3, dtype=np.float32)[labels.numpy()]
+    for seed in range(4):
+        # mixup: images and targets mixed with the same lambda and the same pairing
+        np.random.seed(seed)
+        x, t = build_batch_ops([{"MixupOperator": {"alpha": 0.4}}], class_num=3)(images, labels, epoch=1)
+        np.random.seed(seed)
+        lam, perm = np.random.beta(0.4, 0.4), np.random.permutation(6)
         assert x.shape == [6, 3, 8, 8] and t.shape == [6, 3]
-        np.testing.assert_allclose(t.sum(axis=1).numpy(), 1.0, rtol=1e-6)
-        assert (t.numpy() >= 0).all()
-    # mixup: images and targets mixed with the same lambda and pairing
-    np.random.seed(5)
-    x, t = build_batch_ops([{"MixupOperator": {"alpha": 1.0}}], 3)(images, labels)
-    np.random.seed(5)
-    lam = np.random.beta(1.0, 1.0)
-    perm = np.random.permutation(6)
-    ref = lam * images.numpy() + (1 - lam) * images.numpy()[perm]
-    np.testing.assert_allclose(x.numpy(), ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(x.numpy(), lam * images.numpy() + (1 - lam) * images.numpy()[perm], rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(t.numpy(), lam * onehot + (1 - lam) * onehot[perm], rtol=1e-5, atol=1e-6)
+        # cutmix: a box of the paired image pasted in; the targets weighted by the box's share of the area
+        np.random.seed(seed)
+        x, t = build_batch_ops([{"CutmixOperator": {"alpha": 1.0}}], class_num=3)(images, labels, epoch=1)
+        np.random.seed(seed)
+        lam, perm = np.random.beta(1.0, 1.0), np.random.permutation(6)
+        cx, cy, cut = np.random.randint(8), np.random.randint(8), np.sqrt(1 - lam)
+        half_w, half_h = int(8 * cut) // 2, int(8 * cut) // 2
+        x1, x2, y1, y2 = max(cx - half_w, 0), min(cx + half_w, 8), max(cy - half_h, 0), min(cy + half_h, 8)
+        ref = images.numpy().copy()
+        if x2 > x1 and y2 > y1:
+            ref[:, :, y1:y2, x1:x2] = images.numpy()[perm][:, :, y1:y2, x1:x2]
+            area = (x2 - x1) * (y2 - y1) / 64.0
+        else:
+            area = 0.0
+        np.testing.assert_array_equal(x.numpy(), ref)
+        np.testing.assert_allclose(t.numpy(), (1 - area) * onehot + area * onehot[perm], rtol=1e-5, atol=1e-6)
     # stop_epoch: off after that epoch (pure one-hot targets, untouched images)
     ops = build_batch_ops([{"MixupOperator": {"alpha": 1.0, "stop_epoch": 2}}], 3)
     x, t = ops(images, labels, epoch=3)
     assert np.array_equal(x.numpy(), images.numpy()) and np.array_equal(t.numpy().argmax(1), labels.numpy())
-    ops = build_batch_ops([{"OpSampler": {"MixupOperator": {"alpha": 0.2, "prob": 0.5},
+    # OpSampler: one draw picks the op by its probability (here mixup below 0.3, cutmix below 0.8, none above),
+    # then that op draws as it does alone
+    ops = build_batch_ops([{"OpSampler": {"MixupOperator": {"alpha": 0.2, "prob": 0.3},
                                           "CutmixOperator": {"alpha": 1.0, "prob": 0.5}}}], 3)
-    x, t = ops(images, labels)
-    np.testing.assert_allclose(t.sum(axis=1).numpy(), 1.0, rtol=1e-6)
+    picked = set()
+    for seed in range(12):
+        np.random.seed(seed)
+        x, t = ops(images, labels)
+        np.random.seed(seed)
+        r = np.random.rand()
+        name = "MixupOperator" if r < 0.3 else "CutmixOperator" if r < 0.8 else None
+        picked.add(name)
+        if name is None:
+            np.testing.assert_array_equal(x.numpy(), images.numpy())
+            np.testing.assert_array_equal(t.numpy(), onehot)
+            continue
+        state = np.random.get_state()
+        np.random.seed(0)
+        alone = build_batch_ops([{name: {"alpha": 0.2 if name == "MixupOperator" else 1.0}}], 3)
+        np.random.set_state(state)
+        x_ref, t_ref = alone(images, labels)
+        np.testing.assert_allclose(x.numpy(), x_ref.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(t.numpy(), t_ref.numpy(), rtol=1e-6)
+    assert picked == {"MixupOperator", "CutmixOperator", None}
     with pytest.raises(ConfigError):
         build_batch_ops([{"MixupOperator": {"alpha": 0.0}}], 3)
 
@@ -269,3 +302,28 @@ def test_loader_with_workers_is_repeatable(tmp_path):
     assert a.shape == (12, 3, 32, 32) and np.array_equal(a, b)
     section["loader"] = {"num_workers": 0}
     assert np.array_equal(first_batch(), a)  # the same augmentations without workers
+
+
+def test_standalone_batch_op_prob_mixes_that_share_of_the_batches():
+    """MixupOperator outside OpSampler with prob: p mixes about p of the batches; prob 1 (the default)
+    mixes every one and draws nothing more, so the random streams of runs without prob are unchanged."""
+    from ppcls.data.preprocess.batch_ops import build_batch_ops
+    from ppcls.utils.errors import ConfigError
+    images = paddle.to_tensor(np.random.RandomState(0).rand(4, 3, 8, 8).astype("float32"))
+    labels = paddle.to_tensor(np.array([0, 1, 2, 3]))
+    op = build_batch_ops([{"MixupOperator": {"alpha": 1.0, "prob": 0.3}}], class_num=4)
+    np.random.seed(0)
+    mixed = sum(not np.array_equal(op(images, labels)[0].numpy(), images.numpy()) for _ in range(400))
+    assert 90 <= mixed <= 150, mixed  # 120 expected
+    always = build_batch_ops([{"MixupOperator": {"alpha": 1.0}}], class_num=4)
+    np.random.seed(1)
+    always(images, labels)
+    after = np.random.rand()
+    np.random.seed(1)
+    np.random.beta(1.0, 1.0), np.random.permutation(4)
+    assert np.random.rand() == after
+    with pytest.raises(ConfigError, match=r"MixupOperator.prob: must be in \[0, 1\], got 1.5"):
+        build_batch_ops([{"MixupOperator": {"prob": 1.5}}], class_num=4)
+    with pytest.raises(ConfigError) as e:
+        build_batch_ops([{"MixupOperator": {"zzz": 1.0}}], class_num=4)
+    assert str(e.value).count("class_num") == 1, str(e.value)

@@ -23,8 +23,8 @@ def weights(prefix):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
+def trained(module_tmp):
+    tmp = module_tmp("run")
     path, data = tiny_config(tmp, epochs=3, extra={"Global": {"use_visualdl": True}})
     eng, best = train(path)
     return tmp, path, eng, best
@@ -97,7 +97,9 @@ def test_resume_equals_uninterrupted_run(trained, tmp_path):
 
 
 def test_mid_epoch_resume_is_bit_exact(tmp_path):
-    path, _ = tiny_config(tmp_path, epochs=2, extra={"Global": {"eval_during_train": False}})
+    # 24 images, 2 iterations an epoch: iteration 1 of epoch 2 is still mid-epoch, and saving every iteration
+    # writes 4 ResNet18 checkpoints (90 MB each), not the 20 of the default 120 images
+    path, _ = tiny_config(tmp_path, epochs=2, per_class=8, extra={"Global": {"eval_during_train": False}})
     full_out = os.path.join(str(tmp_path), "full")
     train(path, f"Global.output_dir={full_out}")
     part_out = os.path.join(str(tmp_path), "part")
@@ -172,8 +174,43 @@ def test_mixup_label_smoothing_ema_train(tmp_path):
         "EMA": {"decay": 0.9},
         "Loss": {"Train": [{"CELoss": {"weight": 1.0, "epsilon": 0.1}}]},
         "DataLoader": {"Train": {"dataset": {"batch_transform_ops": [{"MixupOperator": {"alpha": 0.2}}]}}}})
-    eng, best = train(path)
+    from learning import assert_finite, record_losses
+    from ppcls.utils.save_load import load_state_file
+    eng = Engine(get_config(path), "train")
+    # what the loop trains on: the labels and numpy's random state each batch is mixed with, the loss's
+    # inputs, and an EMA of one weight computed beside the engine's
+    batches, mix, steps = [], eng.batch_ops, record_losses(eng)
+
+    def recording_mix(images, labels, epoch=1):
+        batches.append((labels.numpy().reshape(-1), np.random.get_state()))
+        return mix(images, labels, epoch)
+    eng.batch_ops = recording_mix
+    ema_ref = [eng.model.state_dict()["fc.weight"].numpy().copy()]
+    ema_update = eng.ema.update
+
+    def recording_update(model):
+        ema_update(model)
+        ema_ref[0] = 0.9 * ema_ref[0] + 0.1 * model.state_dict()["fc.weight"].numpy()
+    eng.ema.update = recording_update
+    eng.train()
+    assert_finite(steps)
+    assert len(batches) == len(steps) == len(eng.train_loader)
+    mixed = 0
+    for (labels, rng), (logits, targets, loss) in zip(batches, steps):
+        np.random.set_state(rng)
+        lam, perm = np.random.beta(0.2, 0.2), np.random.permutation(len(labels))
+        onehot = np.eye(3, dtype=np.float32)[labels]
+        np.testing.assert_allclose(targets, lam * onehot + (1 - lam) * onehot[perm], rtol=1e-5, atol=1e-6)
+        mixed += not np.array_equal(targets, onehot)
+        # CELoss with epsilon 0.1 smooths the mixed targets uniformly over the 3 classes
+        log_p = logits - logits.max(1, keepdims=True)
+        log_p = log_p - np.log(np.exp(log_p).sum(1, keepdims=True))
+        assert loss == pytest.approx(float(-(((1 - 0.1) * targets + 0.1 / 3) * log_p).sum(1).mean()), rel=1e-4)
+    assert mixed > 0
     out = os.path.join(str(tmp_path), "output", "ResNet18")
-    assert os.path.isfile(os.path.join(out, "latest.ema.pdparams"))
+    ema_saved = load_state_file(os.path.join(out, "latest.ema.pdparams"))["fc.weight"]
+    np.testing.assert_allclose(eng.ema.model.state_dict()["fc.weight"].numpy(), ema_ref[0], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ema_saved, ema_ref[0], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(ema_saved, eng.model.state_dict()["fc.weight"].numpy())
     log = open(os.path.join(out, "train.log")).read()
     assert "[Eval][Epoch 1][Avg]EMA " in log and "top1" not in log.split("[Train][Epoch 1/1][Avg]")[1].splitlines()[0]

@@ -4,9 +4,12 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from engine_utils import ROOT, run_tool, tiny_config
+from learning import (assert_finite, assert_learns, assert_moved, assert_reloads_to_same_outputs,
+                      biases_before_batchnorm, overfit_losses, parameters, record_losses)
 from ppcls.arch import list_models
 from ppcls.engine import Engine
 from ppcls.schema import get_config
@@ -35,7 +38,13 @@ def test_to_static_training(tmp_path, arch):
     path, _ = tiny_config(tmp_path, arch=arch, epochs=1, per_class=4, size=size, batch_size=4,
                           extra={"Global": {"to_static": True, "eval_during_train": False}})
     eng = Engine(get_config(path), "train")
+    before, steps = parameters(eng.model), record_losses(eng)
     assert eng.train().timing.iters >= 1
+    # the compiled program trains the dygraph parameters: they moved, every loss finite, and it learns
+    assert_finite(steps)
+    assert_moved(before, eng.model, exempt=biases_before_batchnorm(eng.model))
+    import paddle
+    assert_learns(overfit_losses(eng, model=paddle.jit.to_static(eng.model, full_graph=True)))
 
 
 def test_amp_config_trains_in_fp32_on_cpu(tmp_path):
@@ -43,7 +52,18 @@ def test_amp_config_trains_in_fp32_on_cpu(tmp_path):
                           extra={"AMP": {"use_amp": True, "level": "O2"}, "Global": {"eval_during_train": False}})
     eng = Engine(get_config(path), "train")
     assert eng.amp.enabled is False  # Paddle's autocast does nothing on CPU: we say so and train in fp32
+    before, steps = parameters(eng.model), record_losses(eng)
     eng.train()
+    assert_finite(steps)
+    assert all(logits.dtype == np.float32 for logits, _, _ in steps)
+    assert_moved(before, eng.model)
+    from ppcls.arch import build_model
+    from ppcls.utils.save_load import load_state_file
+    images, _ = next(iter(eng.train_loader))
+    saved = load_state_file(os.path.join(str(tmp_path), "output", "ResNet18", "latest.pdparams"))
+    assert all(v.dtype == np.float32 for v in saved.values() if v.dtype.kind == "f")
+    assert_reloads_to_same_outputs(eng.model, lambda: build_model(eng.config["Arch"]), saved, images)
+    assert_learns(overfit_losses(eng))
 
 
 def test_benchmark_tool_table(tmp_path):
@@ -69,7 +89,7 @@ def test_pipeline_keeps_up_with_dla60_training(tmp_path):
     lst = make_jpeg_list(photos, 48)
     data_overrides = [f"DataLoader.Train.dataset.image_root={photos}", f"DataLoader.Train.dataset.cls_label_path={lst}",
                       "Arch.class_num=10"]
-    cfg = os.path.join(ROOT, "configs", "DLA", "DLA60.yaml")
+    cfg = os.path.join(ROOT, "configs", "ImageNet", "DLA", "DLA60.yaml")
     data, _ = bench_data(get_config(cfg, data_overrides), batch=16, workers=2, epochs=2)
     train, _ = bench_train("DLA60", 16, 224, warmup=1, windows=1, iters=1)
     assert data["images_per_s"] >= 3 * train["images_per_s"], (data, train)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from ..data.preprocess import create_operators
-from ..data.preprocess.ops import DecodeError
+from ..data.preprocess.ops import DecodeError, NormalizeImage, ToCHWImage
 from ..utils.errors import ConfigError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -134,11 +134,14 @@ class Preprocess:
 
     def __init__(self, transform_ops):
         self.ops = create_operators([op for op in transform_ops if "DecodeImage" not in op], "PreProcess.transform_ops")
+        # the ops say whether they end channel-first, as in the datasets: from the shape alone an HWC image
+        # 3 or 4 pixels high cannot be told from a CHW one
+        self.chw = any(isinstance(op, ToCHWImage) or (isinstance(op, NormalizeImage) and op.chw) for op in self.ops)
 
     def __call__(self, img):
         for op in self.ops:
             img = op(img)
-        if img.ndim == 3 and img.shape[2] in (1, 3, 4) and img.shape[0] not in (1, 3, 4):
+        if not self.chw and img.ndim == 3:
             img = img.transpose(2, 0, 1)
         return np.ascontiguousarray(img, dtype=np.float32)
 

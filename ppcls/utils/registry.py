@@ -93,7 +93,7 @@ class Registry:
         valid = accepted_options(obj)
         if valid is None:
             return obj
-        valid = valid + list(extra)
+        valid = valid + [k for k in extra if k not in valid]  # a fixed argument may be an option too
         for key in options:
             if key not in valid:
                 owner = "" if where.endswith(str(name)) else f" for {name}"

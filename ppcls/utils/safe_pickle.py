@@ -7,8 +7,10 @@ hold is numpy arrays and plain values, so this loader admits exactly that: array
 dicts (incl. OrderedDict), lists, tuples, sets, numbers, strings, bytes and None. A file asking for
 anything else is refused before any of it is used; nothing it names is imported or called.
 """
+import copyreg
 import io
 import pickle
+import pickletools
 
 import numpy as np
 
@@ -54,6 +56,10 @@ def _check_plain(obj, where, depth=0):
         if obj.dtype.hasobject:
             raise ConfigError(f"{where}: holds an array of Python objects, which a state file never does; refused")
     elif isinstance(obj, dict):
+        # BUILD can set attributes on an OrderedDict, out of reach of the walk below; paddle.save never does
+        if getattr(obj, "__dict__", None):
+            raise ConfigError(f"{where}: holds a mapping with attributes set on it, which a state file never does; "
+                              "refused")
         for v in obj.values():
             _check_plain(v, where, depth + 1)
     elif isinstance(obj, (list, tuple, set, frozenset)):
@@ -61,9 +67,23 @@ def _check_plain(obj, where, depth=0):
             _check_plain(v, where, depth + 1)
 
 
+def _refuse_extension_codes(data):
+    """The C unpickler resolves an EXT1/EXT2/EXT4 code from copyreg's extension cache without asking
+    ``find_class``: once anything in the process has registered a code and unpickled it, a file naming
+    that code would reach the registered callable past the allow-list. These formats never use extension
+    codes, so with any code registered the opcodes are read first and an extension refused."""
+    if not copyreg._inverted_registry:  # nothing registered: an EXT opcode can only fail
+        return
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("EXT1", "EXT2", "EXT4"):
+            module, name = copyreg._inverted_registry.get(arg, ("copyreg", f"extension code {arg}"))
+            raise RefusedObject(module, name)
+
+
 def loads(data, where, what="file", encoding="latin1"):
     """Unpickle ``data`` admitting only plain values; ``where`` names the source in errors."""
     try:
+        _refuse_extension_codes(data)
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
     except RefusedObject as e:
         raise ConfigError(f"{where}: refusing to load {e.qualname}, which a {what} never holds (only arrays, "

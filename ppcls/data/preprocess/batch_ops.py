@@ -3,7 +3,8 @@
 They run in the training process on the batch tensors (on the device), right after the loader, so
 one-hot targets never cross process boundaries and the batch size is untouched. Randomness comes from
 numpy's global generator, which the engine seeds. Each op returns ``(images, soft_targets [N, K])``.
-``stop_epoch: E`` switches an op off from epoch E + 1 on (e.g. mixup for all but the last epochs).
+``stop_epoch: E`` switches an op off from epoch E + 1 on (e.g. mixup for all but the last epochs);
+``prob: p`` mixes a batch with probability p (inside OpSampler, ``prob`` is the sampler's choice instead).
 """
 import numpy as np
 import paddle
@@ -27,6 +28,8 @@ class _BatchOp:
             raise ConfigError(f"{type(self).__name__}.alpha: must be > 0, got {alpha}")
         self.class_num = int(class_num)
         self.alpha = float(alpha)
+        if not 0.0 <= float(prob) <= 1.0:
+            raise ConfigError(f"{type(self).__name__}.prob: must be in [0, 1], got {prob}")
         self.prob = float(prob)
         self.stop_epoch = stop_epoch
 
@@ -36,6 +39,9 @@ class _BatchOp:
     def __call__(self, images, labels, epoch=1):
         targets = _one_hot(labels, self.class_num)
         if not self.active(epoch) or images.shape[0] < 2:
+            return images, targets
+        # drawn only when asked for, so runs without prob keep the random streams they always had
+        if self.prob < 1.0 and np.random.rand() >= self.prob:
             return images, targets
         lam = float(np.random.beta(self.alpha, self.alpha))
         perm = paddle.to_tensor(np.random.permutation(images.shape[0]))
