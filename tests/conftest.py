@@ -23,6 +23,23 @@ def download_env(tmp_path, monkeypatch):
     return monkeypatch
 
 
+
+@pytest.fixture
+def ppcls_warnings(monkeypatch):
+    """The messages the ppcls logger warns during the test, as a live list: the logger does not propagate
+    to pytest's handlers, so a handler of the test's own listens; the once-per-process compatibility
+    warnings are re-armed for the test and their memory restored after it."""
+    import logging
+    from ppcls.utils import config as config_module
+    from ppcls.utils.logger import logger
+    monkeypatch.setattr(config_module, "_warned", set())
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
 # -- temporary folders ---------------------------------------------------------------------------------------
 # pytest.ini keeps a test's tmp_path only when the test failed. A module fixture's folder would stay until the
 # session ends, and the trained checkpoints in them add up (a ResNet18 epoch is ~90 MB of .pdparams + .pdopt),

@@ -1,6 +1,5 @@
 """release/2.0 (legacy) config translation, checked whole, which tests/test_config.py checks only in parts;
 found by mutation testing (bash tests/mutation.sh utils/config.py)."""
-import logging
 import os
 
 import pytest
@@ -8,7 +7,6 @@ import pytest
 from ppcls.utils import config
 from ppcls.utils.config import translate_legacy
 from ppcls.utils.errors import ConfigError
-from ppcls.utils.logger import logger
 
 FULL = {
     "mode": "train", "ARCHITECTURE": {"name": "ResNet50", "params": {"dropout": 0.1}},
@@ -36,20 +34,7 @@ def loader(root, labels, ops, batch, train, workers):
             "loader": {"num_workers": workers, "use_shared_memory": True}}
 
 
-@pytest.fixture
-def warned(monkeypatch):
-    """The warnings the ppcls logger (which does not propagate) gives during the test, with warn_compat's
-    once-per-process memory emptied."""
-    monkeypatch.setattr(config, "_warned", set())
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: records.append(record.getMessage())
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
-
-def test_every_key_of_a_full_legacy_config(warned):
+def test_every_key_of_a_full_legacy_config(ppcls_warnings):
     train = loader("data/", "train.txt", [{"DecodeImage": {"to_rgb": True}}, {"RandFlipImage": {"flip_code": 1}},
                                                    {"AutoAugment": {}}, {"NormalizeImage": {}}], 4, True, 2)
     train["dataset"]["batch_transform_ops"] = [{"MixupOperator": {"alpha": 0.2}}]
@@ -69,7 +54,7 @@ def test_every_key_of_a_full_legacy_config(warned):
         "EMA": {"decay": 0.99},
     }
     suffix = ": accepted for compatibility; it has no effect ("
-    assert warned == [
+    assert ppcls_warnings == [
         "total_images" + suffix + "the iterations per epoch come from the file list)",
         "last_epoch" + suffix + "a resumed run restores its epoch from the checkpoint)",
         "fuse_bn" + suffix + "Paddle Inference fuses BatchNorm at export)",
@@ -77,7 +62,7 @@ def test_every_key_of_a_full_legacy_config(warned):
     ]
 
 
-def test_the_defaults_of_a_minimal_legacy_config(warned):
+def test_the_defaults_of_a_minimal_legacy_config(ppcls_warnings):
     assert translate_legacy({"ARCHITECTURE": {"name": "ResNet18"}}) == {
         "Global": {"pretrained_model": None, "checkpoints": None, "output_dir": "./output/", "epochs": 120,
                    "save_interval": 1, "eval_during_train": True, "eval_interval": 1, "image_shape": [3, 224, 224],
@@ -88,7 +73,7 @@ def test_the_defaults_of_a_minimal_legacy_config(warned):
                                                  "values": pytest.approx([0.1, 0.01, 0.001, 0.0001])}},
         "Metric": {"Train": [{"TopkAcc": {"topk": [1, 5]}}], "Eval": [{"TopkAcc": {"topk": [1, 5]}}]},
     }
-    assert warned == []
+    assert ppcls_warnings == []
     out = translate_legacy({"ARCHITECTURE": {"name": "ResNet18"}, "use_ema": True, "use_gpu": True,
                             "TRAIN": {"mix": [{"MixupOperator": {}}]}})
     assert out["EMA"] == {"decay": 0.9999} and out["Global"]["device"] == "gpu"

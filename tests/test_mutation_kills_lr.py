@@ -1,14 +1,12 @@
 """Learning-rate schedule behaviour that tests/test_loss_lr.py left open, found by mutation testing
 (bash tests/mutation.sh optimizer/__init__.py): the ConstLR default, option type checks, by_epoch,
 last_epoch, a warmup longer than the run, and Piecewise taking its warmup target from values[0]."""
-import logging
 
 import numpy as np
 import pytest
 
 from ppcls.optimizer import build_lr, validate_lr
 from ppcls.utils.errors import ConfigError
-from ppcls.utils.logger import logger
 
 
 def steps(sched, n):
@@ -17,17 +15,6 @@ def steps(sched, n):
         out.append(sched.get_lr())
         sched.step()
     return np.array(out)
-
-
-@pytest.fixture
-def warnings_logged():
-    """The messages the ppcls logger (which does not propagate to the root logger) warns during the test."""
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: records.append(record.getMessage())
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_a_missing_lr_and_a_mapping_without_a_name():
@@ -50,20 +37,20 @@ def test_by_epoch_steps_once_per_epoch():
     assert build_lr({"name": "Step", "learning_rate": 1.0, "step_size": 2}, 4, 10).by_epoch is False
 
 
-def test_last_epoch_is_accepted_with_a_warning_and_ignored(warnings_logged):
+def test_last_epoch_is_accepted_with_a_warning_and_ignored(ppcls_warnings):
     sched = build_lr({"name": "Step", "learning_rate": 1.0, "step_size": 1, "gamma": 0.5}, 3, 1)
-    assert warnings_logged == []
+    assert ppcls_warnings == []
     assert np.allclose(steps(sched, 3), [1.0, 0.5, 0.25])
     sched = build_lr({"name": "Step", "learning_rate": 1.0, "step_size": 1, "gamma": 0.5, "last_epoch": 2}, 3, 1)
     assert np.allclose(steps(sched, 3), [1.0, 0.5, 0.25])  # starts from the beginning all the same
-    assert len(warnings_logged) == 1 and warnings_logged[0].startswith(
+    assert len(ppcls_warnings) == 1 and ppcls_warnings[0].startswith(
         "Optimizer.lr.last_epoch: accepted for compatibility; it has no effect")
 
 
-def test_a_warmup_longer_than_the_run_is_clamped(warnings_logged):
+def test_a_warmup_longer_than_the_run_is_clamped(ppcls_warnings):
     sched = build_lr({"name": "Cosine", "learning_rate": 0.1, "warmup_epoch": 5, "warmup_start_lr": 0.0}, 2, 2)
     assert np.allclose(steps(sched, 5), [0.0, 0.025, 0.05, 0.075, 0.1])
-    assert warnings_logged == ["Optimizer.lr.warmup_epoch=5 >= epochs=2: clamped to 2"]
+    assert ppcls_warnings == ["Optimizer.lr.warmup_epoch=5 >= epochs=2: clamped to 2"]
 
 
 def test_piecewise_warms_up_to_its_first_value():

@@ -2,7 +2,6 @@
 layouts), every key PaddleClas's engine, tools and deploy/python/predict_cls.py read (each acts, or says in
 one warning why it cannot), and its test chain (TIPC: test_tipc/test_train_inference_python.sh) over the
 TIPC configs this project ships in test_tipc/configs."""
-import logging
 import os
 import shlex
 import subprocess
@@ -16,21 +15,6 @@ from ppcls.schema import GLOBAL, GLOBAL_COMPAT, get_config
 from ppcls.utils.errors import ConfigError
 
 CONFIGS = os.path.join(ROOT, "ppcls", "configs")
-
-
-@pytest.fixture
-def ppcls_warnings(caplog):
-    """The ppcls logger's warnings of the test (it does not propagate to pytest's handler by itself), with
-    the once-per-process compatibility warnings re-armed."""
-    from ppcls.utils import config as config_module
-    config_module._warned.clear()
-    log = logging.getLogger("ppcls")
-    log.propagate = True
-    try:
-        with caplog.at_level(logging.WARNING, logger="ppcls"):
-            yield lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    finally:
-        log.propagate = False
 
 
 # -- config paths ---------------------------------------------------------------------------------
@@ -138,18 +122,18 @@ def test_paddleclas_acting_keys_are_schema_keys(key, tmp_path, ppcls_warnings):
     cfg = get_config(path, [f"Global.{key}={PADDLECLAS_ACTING[key]}"])
     assert key in GLOBAL and key not in GLOBAL_COMPAT
     assert key in cfg["Global"]
-    assert not [w for w in ppcls_warnings() if f"Global.{key}" in w]
+    assert not [w for w in ppcls_warnings if f"Global.{key}" in w]
 
 
 @pytest.mark.parametrize("key", sorted(PADDLECLAS_WARNED))
 def test_paddleclas_keys_that_cannot_act_warn_why(key, tmp_path, ppcls_warnings):
     path, _ = tiny_config(tmp_path, per_class=2)
     get_config(path, [f"Global.{key}={PADDLECLAS_WARNED[key]}"])
-    warned = [w for w in ppcls_warnings() if f"Global.{key}" in w]
+    warned = [w for w in ppcls_warnings if f"Global.{key}" in w]
     assert len(warned) == 1 and "no effect (" in warned[0] and len(warned[0].splitlines()) == 1, warned
     if key in PADDLECLAS_SAME:
         get_config(path, [f"Global.{key}={PADDLECLAS_SAME[key]}"])
-        assert len([w for w in ppcls_warnings() if f"Global.{key}" in w]) == 1  # no second warning
+        assert len([w for w in ppcls_warnings if f"Global.{key}" in w]) == 1  # no second warning
 
 
 @pytest.mark.parametrize("bad", ["a,b", "-1", "[0, x]", "''", "True"])
@@ -257,7 +241,7 @@ def test_every_predict_cls_key_is_accepted(exported, ppcls_warnings, tmp_path):
                        enable_profile=False, use_int8=False, use_onnx=False, use_npu=False, use_xpu=False,
                        use_mlu=False, benchmark=False, model_name="cls", save_log_path=str(tmp_path / "a.log"))
     assert len(results) == len(os.listdir(exported[1])) and os.path.isfile(tmp_path / "a.log")
-    assert not ppcls_warnings()
+    assert not ppcls_warnings
 
 
 def test_save_log_path_gets_the_benchmark_report(exported, tmp_path, ppcls_warnings):
@@ -277,7 +261,7 @@ def test_save_log_path_gets_the_benchmark_report(exported, tmp_path, ppcls_warni
     other = tmp_path / "other.log"
     _predict(exported, save_log_path=str(other), model_name="x")
     assert not other.exists()
-    warned = ppcls_warnings()
+    warned = ppcls_warnings
     assert any("Global.save_log_path" in w and "Global.benchmark=True" in w for w in warned), warned
     assert any("Global.model_name" in w for w in warned), warned
 
@@ -292,7 +276,7 @@ def test_accelerator_keys_without_the_device_warn_and_predict_on_the_cpu(exporte
     cpu = _predict(exported)
     for key in ("use_xpu", "use_npu", "use_mlu") + (() if paddle.device.is_compiled_with_cuda() else ("use_gpu",)):
         assert _predict(exported, **{key: True}) == cpu
-        assert any(f"Global.{key}" in w and "predicting on the CPU" in w for w in ppcls_warnings()), key
+        assert any(f"Global.{key}" in w and "predicting on the CPU" in w for w in ppcls_warnings), key
 
 
 def test_enable_profile_prints_paddle_inference_profile(exported, tmp_path):
@@ -312,7 +296,7 @@ def test_postprocess_save_pre_label_and_others(exported, tmp_path, ppcls_warning
     for r in results:
         assert os.path.isfile(out / str(r["class_ids"][0]) / os.path.basename(r["file_name"]))
     assert sum(len(files) for _, _, files in os.walk(out)) == len(results) == len(os.listdir(exported[1]))
-    assert any("PostProcess.ThreshOutput" in w for w in ppcls_warnings())
+    assert any("PostProcess.ThreshOutput" in w for w in ppcls_warnings)
     with pytest.raises(ConfigError, match="PostProcess.SavePreLabel.save_dir"):
         _predict(exported, PostProcess={"SavePreLabel": {}})
     with pytest.raises(ConfigError, match="PostProcess.Topk.delimiter"):
