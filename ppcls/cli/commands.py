@@ -107,6 +107,19 @@ def _quantize_arguments(p):
     p.add_argument("--calib-method", default="percentile",
                    help="activation ranges: percentile (default: the 99.999th percentile of |x|), minmax or entropy")
     p.add_argument("--fp32-ops", default="", help="comma list of op types to keep in float32, e.g. Sigmoid,Mul")
+    p.add_argument("--int8-ops", default="",
+                   help="comma list of the only op types to quantize, e.g. Conv,MatMul,Gemm (default: all that can be)")
+    p.add_argument("--calib-select", default="stratified",
+                   help="how calibration images are chosen: stratified (the classes take turns; default) or random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration choice (default: %(default)s)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="rank the int8 layers by the error each causes and keep the fewest most sensitive in float32 "
+                        "that hold held-out top-1 flips within --max-drop (0.5 when not set)")
+    p.add_argument("--max-fp32-layers", type=int, default=8, help="--sensitivity keeps at most this many layers in float32")
+    p.add_argument("--holdout-images", type=int, default=256,
+                   help="--sensitivity measures on this many train images that are not calibration images")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="refuse (exit 3, --out untouched) when int8 top-1 is more than this many points below fp32")
     p.add_argument("--keep-bn", action="store_true",
                    help="leave BatchNorms that follow no Conv as they are (default: rewrite them as 1x1 depthwise Conv)")
     p.add_argument("--no-split-concat", action="store_true",
@@ -119,9 +132,16 @@ def quantize(args):
     calibrated on the config's train list, evaluated fp32 vs int8 on its eval list:
     ppcls quantize -c CONFIG --model-dir inference/X --out inference/X_int8 --calib-images 200"""
     from ..inference.quantize import quantize as run
-    ops = tuple(t.strip() for t in args.fp32_ops.split(",") if t.strip())
+    def op_list(text):
+        return tuple(t.strip() for t in text.split(",") if t.strip())
     r = run(_config(args), args.model_dir, args.out, calib_images=args.calib_images, calib_method=args.calib_method,
-            fp32_op_types=ops, threads=args.threads, bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat)
+            fp32_op_types=op_list(args.fp32_ops), int8_op_types=op_list(args.int8_ops) or None, threads=args.threads,
+            bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat, calib_select=args.calib_select,
+            seed=args.seed, sensitivity_sweep=args.sensitivity, max_drop=args.max_drop,
+            max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images)
+    speed = ", ".join(f"{v:.2f}x at batch {b}" for b, v in r["speedup"].items())
+    kept = f"; {len(r['fp32_layers'])} layer(s) kept in float32" if r["fp32_layers"] else ""
+    print(f"int8 over fp32 speed (onnxruntime, {r['threads']} threads): {speed}{kept}", flush=True)
     print(f"fp32 top1: {r['fp32_top1']:.5f} int8 top1: {r['int8_top1']:.5f}", flush=True)
     return r
 
@@ -418,3 +438,4 @@ def serve(args):
     """An HTTP inference service for an exported model: ppcls serve --model-dir DIR --port 8866"""
     from ..serving.cli import main as serve_main
     return serve_main(args.rest)
+

@@ -37,6 +37,9 @@ from .predictor import Predictor, read_meta
 
 MIN_OPSET = 13  # per-channel DequantizeLinear (its axis attribute) needs opset 13
 CALIB_METHODS = ("minmax", "percentile", "entropy")
+CALIB_SELECT = ("stratified", "random")
+# the ops whose int8 kernels carry the speed: the default QDQ placement of --sensitivity's candidates
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 # ops that move or reinterpret data, int8 or float alike: not counted as float32 compute
 _LAYOUT_OPS = {"Transpose", "Reshape", "Shape", "Slice", "Concat", "Split", "Squeeze", "Unsqueeze", "Flatten",
                "Expand", "Tile", "Gather", "Identity", "Constant", "ConstantOfShape", "Cast", "ReorderInput",
@@ -255,26 +258,30 @@ class BatchReader:
         self.pos = 0
 
 
-def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percentile", fp32_op_types=(), per_channel=True):
+def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percentile", fp32_op_types=(), per_channel=True,
+                  int8_op_types=None, fp32_nodes=()):
     """Static QDQ quantization of ``prepared_path`` to ``out_path``. ``fp32_op_types``: op types whose
-    nodes stay float32 (e.g. Sigmoid, Mul to keep the SE / SiLU gates in float)."""
+    nodes stay float32 (e.g. Sigmoid, Mul to keep the SE / SiLU gates in float); ``int8_op_types``: the
+    only op types that get int8 (the QDQ placement by op type, e.g. Conv, MatMul; None: every op
+    onnxruntime can quantize); ``fp32_nodes``: node names kept float32 (the sensitivity sweep's choice)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     if calib_method not in CALIB_METHODS:
         raise ConfigError(f"--calib-method: one of {', '.join(CALIB_METHODS)}, got {calib_method!r}")
     model = onnx.load(prepared_path)
     known = {n.op_type for n in model.graph.node}
-    unknown = [t for t in fp32_op_types if t not in known]
-    if unknown:
-        raise ConfigError(f"--fp32-ops: the model has no {unknown[0]} node (its op types: {', '.join(sorted(known))})")
-    exclude = [n.name for n in model.graph.node if n.op_type in set(fp32_op_types)]
+    for flag, types in (("--fp32-ops", fp32_op_types), ("--int8-ops", int8_op_types or ())):
+        unknown = [t for t in types if t not in known]
+        if unknown:
+            raise ConfigError(f"{flag}: the model has no {unknown[0]} node (its op types: {', '.join(sorted(known))})")
+    exclude = [n.name for n in model.graph.node if n.op_type in set(fp32_op_types)] + list(fp32_nodes)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[calib_method]
     def run(method):
         quantize_static(prepared_path, out_path, BatchReader(model.graph.input[0].name, calib_batches),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=False,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude or None,
-                        calibrate_method=method)
+                        op_types_to_quantize=list(int8_op_types) if int8_op_types else None, calibrate_method=method)
     # no CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator drops (does not reduce) the
     # outputs it has collected each time that many batches are held, so a multiple of it left no data
     try:
@@ -286,6 +293,90 @@ def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percenti
                        "calibrating by min/max instead")
         run(CalibrationMethod.MinMax)
     return out_path
+
+
+# -- per-layer sensitivity ---------------------------------------------------------------------------------
+def quantized_nodes(qdq_model, op_types=WEIGHTED_OPS):
+    """Names of the ``op_types`` nodes of a QDQ model that read a DequantizeLinear output (int8 after
+    onnxruntime's fusion), in graph order."""
+    producers = {o: n for n in qdq_model.graph.node for o in n.output}
+    return [n.name for n in qdq_model.graph.node
+            if n.op_type in op_types and n.input and getattr(producers.get(n.input[0]), "op_type", None) == "DequantizeLinear"]
+
+
+def float_nodes_model(qdq_model, prepared_model, names):
+    """A copy of the QDQ model in which the nodes ``names`` read their float32 inputs (the tensors before
+    QuantizeLinear, the float weights of the prepared model) instead of the dequantized ones: those nodes
+    run in float32, everything else as quantized. Calibration ranges come from the float model, so this
+    equals quantizing with the nodes excluded, without calibrating again."""
+    import onnx
+    original = {n.name: n for n in prepared_model.graph.node}
+    model = copy.deepcopy(qdq_model)
+    # a tensor some node already produces under the float name (onnxruntime dequantizes a bias under its own
+    # name; its int32 steps are far below the float rounding) is used as it is
+    have = {i.name for i in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
+    float_inits = {i.name: i for i in prepared_model.graph.initializer}
+    for node in model.graph.node:
+        if node.name not in names:
+            continue
+        if node.name not in original:
+            raise ValueError(f"node {node.name} is not in the prepared model")
+        del node.input[:]
+        node.input.extend(original[node.name].input)
+        for name in original[node.name].input:
+            if name in float_inits and name not in have:
+                model.graph.initializer.append(float_inits[name])
+                have.add(name)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _session(model, threads=1):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = int(threads or 1)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _logits(sess, batches):
+    inp = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {inp: b})[0].reshape(len(b), -1) for b in batches])
+
+
+def sensitivity(qdq_model, prepared_model, fp32_logits, batches, candidates=None, threads=1):
+    """Per quantized layer: how much of the int8 model's error (mean squared difference of the logits from
+    the float model's on ``batches``) goes away when that layer alone runs in float32. Returns
+    ([(node, score)] most sensitive first, the error of the fully quantized model)."""
+    base = float(np.mean((_logits(_session(qdq_model, threads), batches) - fp32_logits) ** 2))
+    scores = []
+    for name in candidates if candidates is not None else quantized_nodes(qdq_model):
+        out = _logits(_session(float_nodes_model(qdq_model, prepared_model, {name}), threads), batches)
+        scores.append((name, base - float(np.mean((out - fp32_logits) ** 2))))
+    scores.sort(key=lambda t: -t[1])
+    return scores, base
+
+
+def top1_flips(logits, reference):
+    """Fraction of images whose top-1 class differs from the reference's (bounds the change of top-1 accuracy)."""
+    return float(np.mean(np.argmax(logits, 1) != np.argmax(reference, 1)))
+
+
+def choose_float_layers(qdq_model, prepared_model, ranked, fp32_logits, batches, max_flips, max_layers, threads=1):
+    """The fewest of the ``ranked`` layers (most sensitive first) to keep in float32 so that the top-1 of the
+    held-out ``batches`` differs from the float model's on at most ``max_flips`` of them; stops at
+    ``max_layers``. Returns (names, [(k, flips)] tried)."""
+    tried = []
+    k, step = 0, 1
+    while True:
+        names = [n for n, _ in ranked[:k]]
+        model = float_nodes_model(qdq_model, prepared_model, set(names)) if names else qdq_model
+        flips = top1_flips(_logits(_session(model, threads), batches), fp32_logits)
+        tried.append((k, flips))
+        if flips <= max_flips or k >= min(max_layers, len(ranked)):
+            return names, tried
+        k = min(k + step, max_layers, len(ranked))
+        step = min(step * 2, 4)
 
 
 def op_report(onnx_path, threads=0):
@@ -333,18 +424,47 @@ def _eval_dataset(config, split):
     return build_dataset({"dataset": ds}, f"DataLoader.{split}", class_num)
 
 
-def calibration_batches(config, n_images, batch_size=8, seed=0):
-    """``n_images`` images of the train list (a seeded random choice, rounded down to whole batches)
-    through the Eval transforms, as float32 batches of ``batch_size``."""
+def choose_images(labels, n, seed=0, select="stratified", exclude=()):
+    """Indices of ``n`` images among ``labels`` (the list's class ids), seeded. ``stratified``: the classes take
+    turns (each class's images in a seeded order), so every class is in the calibration set in proportion
+    however small ``n`` is (a random choice of 64 among 1000 classes misses most); ``random``: a uniform
+    choice. ``exclude``: indices not to choose (the calibration images, when choosing a held-out set)."""
+    if select not in CALIB_SELECT:
+        raise ConfigError(f"--calib-select: one of {', '.join(CALIB_SELECT)}, got {select!r}")
+    skip = set(int(i) for i in exclude)
+    pool = np.array([i for i in range(len(labels)) if i not in skip], dtype=np.int64)
+    n = min(int(n), len(pool))
+    rng = np.random.RandomState(seed)
+    if select == "random":
+        return np.sort(rng.choice(pool, n, replace=False))
+    by_class = collections.defaultdict(list)
+    for i in rng.permutation(pool):
+        by_class[labels[i]].append(int(i))
+    queues = [by_class[c] for c in sorted(by_class, key=str)]
+    order = []
+    for turn in range(max((len(q) for q in queues), default=0)):
+        order.extend(q[turn] for q in queues if turn < len(q))
+    return np.sort(np.array(order[:n], dtype=np.int64))
+
+
+def calibration_batches(config, n_images, batch_size=8, seed=0, select="stratified", exclude=(), whole_batches=True):
+    """``n_images`` images of the train list (``choose_images``) through the Eval transforms, as float32
+    batches of ``batch_size`` (rounded down to whole batches: the histogram calibrators stack them).
+    Returns (batches, labels, indices)."""
     dataset = _eval_dataset(config, "Train")
-    n = min(int(n_images), len(dataset))
-    if n < 1:
+    if int(n_images) < 1:
         raise ConfigError(f"--calib-images: must be >= 1, got {n_images}")
-    batch_size = min(batch_size, n)
-    n -= n % batch_size  # equal batches: the histogram calibrators stack them
-    idx = np.sort(np.random.RandomState(seed).choice(len(dataset), n, replace=False))
-    images = [dataset[int(i)][0] for i in idx]
-    return [np.stack(images[i:i + batch_size]).astype(np.float32) for i in range(0, n, batch_size)]
+    idx = choose_images(dataset.labels, n_images, seed, select, exclude)
+    if len(idx) == 0:
+        raise ConfigError("DataLoader.Train: no train image left to choose from")
+    batch_size = min(batch_size, len(idx))
+    if whole_batches:
+        idx = idx[: len(idx) - len(idx) % batch_size]
+    samples = [dataset[int(i)] for i in idx]
+    images = [s[0] for s in samples]
+    labels = np.array([int(s[1]) for s in samples])
+    batches = [np.stack(images[i:i + batch_size]).astype(np.float32) for i in range(0, len(images), batch_size)]
+    return batches, labels, idx
 
 
 def evaluate(predictors, config, batch_size=64, topk=5):
@@ -379,69 +499,129 @@ def write_int8_folder(int8_path, out_dir, source_dir, info):
     return out_dir
 
 
+def _install(staged, out_dir):
+    """Move the finished INT8 folder into place: the files of a previous INT8 model in ``out_dir`` are
+    replaced only now, when the new one is complete (and accepted)."""
+    os.makedirs(out_dir, exist_ok=True)
+    for f in ("inference.json", "inference.pdmodel", "inference.pdiparams", BACKEND_FILE):  # not the int8 model's
+        if os.path.isfile(os.path.join(out_dir, f)) and not os.path.isfile(os.path.join(staged, f)):
+            os.remove(os.path.join(out_dir, f))
+    for f in sorted(os.listdir(staged)):
+        os.replace(os.path.join(staged, f), os.path.join(out_dir, f))
+    return out_dir
+
+
 def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percentile", fp32_op_types=(), threads=0,
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
-             split_ratio=4.0):
+             split_ratio=4.0, int8_op_types=None, calib_select="stratified", seed=0, sensitivity_sweep=False,
+             max_drop=None, max_fp32_layers=8, holdout_images=256):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
-    with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5."""
+    with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
+
+    ``sensitivity_sweep``: rank the quantized Conv / Gemm / MatMul layers by how much of the logits' error
+    each one alone causes, and keep in float32 the fewest most sensitive ones (at most ``max_fp32_layers``)
+    that bring the top-1 flips on ``holdout_images`` train images (not the calibration ones) within
+    ``max_drop`` points (0.5 when not set). ``max_drop`` (points of top-1): with ``evaluate_models``, a
+    larger fp32 - int8 drop on the eval list raises RunError and ``out_dir`` is left as it was."""
     _require_ort()
+    import onnx
     from ..utils.device import available_cores
+    from ..utils.errors import RunError
     if not os.path.isdir(model_dir):
         raise ConfigError(f"--model-dir {model_dir}: not found (export a model with tools/export_model.py)")
     if os.path.abspath(out_dir) == os.path.abspath(model_dir):
         raise ConfigError(f"--out {out_dir}: must differ from --model-dir (the INT8 model gets its own folder)")
     if read_meta(model_dir).get("dense_output"):
         raise ConfigError(f"--model-dir {model_dir}: a dense model; quantize evaluates classifiers by top-1")
+    if max_drop is not None and not 0 <= float(max_drop) <= 100:
+        raise ConfigError(f"--max-drop: points of top-1 between 0 and 100, got {max_drop}")
+    if max_drop is not None and not evaluate_models:
+        raise ConfigError("--max-drop: needs the fp32 / int8 evaluation on the eval list")
     threads = int(threads or 0) or available_cores()
     work = tempfile.mkdtemp(prefix="ppcls_quant_")
     try:
         fp32_dir = os.path.join(work, "fp32")
         fp32_path = fp32_onnx(model_dir, fp32_dir)
-        batches = calibration_batches(config, calib_images, calib_batch)
+        batches, _, calib_idx = calibration_batches(config, calib_images, calib_batch, seed, calib_select)
         n_calib = sum(len(b) for b in batches)
         prepared, rewrites = prepare(fp32_path, os.path.join(work, "prepared.onnx"), bn_as_conv, batches,
                                      split_ratio if split_concat else 0)
         n_bn = rewrites["bn_as_conv"]
-        logger.info(f"calibrating on {n_calib} images of the train list (eval transforms, {calib_method}); "
+        logger.info(f"calibrating on {n_calib} images of the train list ({calib_select}, eval transforms, {calib_method}); "
                     f"{n_bn} BatchNorm(s) not foldable into a Conv rewritten as 1x1 depthwise Conv, "
                     f"{rewrites['split_concat_conv']} Conv(Concat) split into a sum of Convs (inputs' ranges "
                     f"differing by more than {split_ratio:g}x)")
-        int8_path = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method, fp32_op_types)
+        int8_path = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method, fp32_op_types,
+                                  int8_op_types=int8_op_types)
+        kept, swept = [], None
+        if sensitivity_sweep:
+            held, _, _ = calibration_batches(config, holdout_images, calib_batch, seed + 1, calib_select,
+                                             exclude=calib_idx, whole_batches=False)
+            qdq, prep = onnx.load(int8_path), onnx.load(prepared)
+            ref = _logits(_session(onnx.load(fp32_path), threads), held)
+            ranked, base = sensitivity(qdq, prep, ref, held, threads=threads)
+            limit = 0.5 if max_drop is None else float(max_drop)
+            kept, tried = choose_float_layers(qdq, prep, ranked, ref, held, limit / 100.0, max_fp32_layers, threads)
+            n_held = sum(len(b) for b in held)
+            logger.info(f"sensitivity over {len(ranked)} int8 layers on {n_held} held-out train images (mean squared "
+                        f"logit error of the int8 model {base:.4g}); most sensitive: "
+                        + ", ".join(f"{n} {v:.3g}" for n, v in ranked[:8]))
+            logger.info("top-1 flips against fp32 with the k most sensitive layers in float32: "
+                        + ", ".join(f"k={k} {100 * f:.2f}%" for k, f in tried))
+            logger.info(f"kept in float32: {', '.join(kept) if kept else 'none'}")
+            swept = {"layers": len(ranked), "holdout_images": n_held, "ranked": [[n, round(v, 6)] for n, v in ranked[:20]],
+                     "tried": [[k, round(f, 5)] for k, f in tried]}
+            if kept:
+                int8_path = quantize_onnx(prepared, os.path.join(work, "int8_kept.onnx"), batches, calib_method,
+                                          fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=kept)
         report = op_report(int8_path, threads)
         info = {"method": "onnxruntime static quantization, QDQ, uint8 activations, int8 per-channel weights",
-                "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method},
+                "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method,
+                                "select": calib_select, "seed": int(seed)},
                 "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"], "fp32_op_types": list(fp32_op_types),
+                "int8_op_types": list(int8_op_types) if int8_op_types else "all", "fp32_layers": list(kept),
                 "int8_ops": dict(report["int8"]), "float32_ops": dict(report["float32"])}
-        write_int8_folder(int8_path, out_dir, model_dir, info)
+        if swept is not None:
+            info["sensitivity"] = swept
+        staged = write_int8_folder(int8_path, os.path.join(work, "int8_out"), model_dir, info)
         logger.info(f"int8 ops after onnxruntime's graph optimisation: {format_ops(report['int8'])}")
         logger.info(f"float32 compute ops left: {format_ops(report['float32'])}; QuantizeLinear x{report['quantize']}, "
                     f"DequantizeLinear x{report['dequantize']}, Transpose x{report['transpose']}")
         settings = {"backend": "onnxruntime", "cpu_num_threads": threads}
-        p32, p8 = Predictor(settings, fp32_dir, announce=False), Predictor(settings, out_dir, announce=False)
+        p32, p8 = Predictor(settings, fp32_dir, announce=False), Predictor(settings, staged, announce=False)
         shape = list(read_meta(model_dir).get("image_shape") or batches[0].shape[1:])
-        ips, by_batch = {"int8": {}, "fp32": {}}, {}
+        ips, by_batch, ratio = {"int8": {}, "fp32": {}}, {}, {}
         for b in speed_batches:
             r = time_interleaved({"int8": p8.run, "fp32": p32.run}, [int(b)] + shape)
             for k, v in r.items():
                 ips[k][str(b)] = round(v, 2)
             by_batch[str(b)] = "onnxruntime"
+            ratio[str(b)] = round(r["int8"] / r["fp32"], 3)
             logger.info(f"onnxruntime batch {b}, {threads} threads: int8 {r['int8']:.1f} img/s, fp32 {r['fp32']:.1f} img/s "
                         f"({r['int8'] / r['fp32']:.2f}x)")
-        write_probe(out_dir, {"backend": "onnxruntime", "by_batch": by_batch, "images_per_s": ips, "threads": threads,
-                              "image_shape": shape, "precision": "int8",
-                              "reason": "INT8 QDQ model (tools/quantize.py): onnxruntime only"})
-        result = {"out_dir": out_dir, "ops": report, "images_per_s": ips, "calib_images": n_calib, **rewrites}
+        write_probe(staged, {"backend": "onnxruntime", "by_batch": by_batch, "images_per_s": ips, "threads": threads,
+                             "image_shape": shape, "precision": "int8",
+                             "reason": "INT8 QDQ model (tools/quantize.py): onnxruntime only"})
+        result = {"out_dir": out_dir, "ops": report, "images_per_s": ips, "speedup": ratio, "threads": threads,
+                  "calib_images": n_calib, "fp32_layers": list(kept), **rewrites}
         if evaluate_models:
             acc = evaluate({"fp32": p32, "int8": p8}, config)
             result.update(fp32_top1=acc["fp32"][0], int8_top1=acc["int8"][0], fp32_top5=acc["fp32"][1],
                           int8_top5=acc["int8"][1], eval_samples=acc["fp32"][2])
-            meta_path = os.path.join(out_dir, "inference.yml")
-            meta = read_meta(out_dir)
+            meta_path = os.path.join(staged, "inference.yml")
+            meta = read_meta(staged)
             meta["quantization"]["eval"] = {"samples": acc["fp32"][2], "fp32_top1": round(acc["fp32"][0], 5),
                                             "int8_top1": round(acc["int8"][0], 5)}
             with open(meta_path, "w", encoding="utf-8") as f:
                 yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
             logger.info(f"eval list ({acc['fp32'][2]} images): fp32 top-5 {acc['fp32'][1]:.5f}, int8 top-5 {acc['int8'][1]:.5f}")
+            drop = 100.0 * (acc["fp32"][0] - acc["int8"][0])
+            result["drop_points"] = drop
+            if max_drop is not None and drop > float(max_drop) + 1e-9:
+                raise RunError(f"--max-drop {max_drop:g}: int8 top-1 {acc['int8'][0]:.5f} is {drop:.2f} points below fp32 "
+                               f"{acc['fp32'][0]:.5f} on the eval list ({acc['fp32'][2]} images); {out_dir} not written "
+                               "(try --sensitivity, --calib-method, more --calib-images)")
+        _install(staged, out_dir)
         logger.info(f"INT8 model written to {out_dir} (inference.onnx, inference.yml, {BACKEND_FILE})")
         return result
     finally:
