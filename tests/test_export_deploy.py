@@ -56,7 +56,7 @@ def input_size(name):
 # They took 19 of the suite's 55 minutes on 2 cores (Attention-452 alone 3 minutes, float64 reference
 # run included).
 SAME_STRUCTURE_AS_A_KEPT_ONE = {
-    "DLA102", "DLA102x", "DLA169", "ResNet34", "ResNet101", "ResNet152",
+    "DLA102", "DLA102x", "DLA169", "ResNet34", "ResNet101", "ResNet152", "DLAUp_DLA60", "DLAUp_DLA102", "DLAUp_DLA169",
     "RLA_ResNet101", "RLA_ResNet152", "RLA_ECANet101", "RLA_ECANet152",
     "RLA_ResNeXt101_32x4d", "RLA_ResNeXt101_32x4d_SE", "RLA_ResNeXt101_32x4d_ECA",
     "ReXNet_1_3", "ReXNet_1_5", "ReXNet_2_0", "ReXNet_3_0",
