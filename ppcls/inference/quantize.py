@@ -364,47 +364,21 @@ def top1_flips(logits, reference):
 
 def choose_float_layers(qdq_model, prepared_model, ranked, fp32_logits, batches, max_flips, max_layers, threads=1):
     """The fewest of the ``ranked`` layers (most sensitive first) to keep in float32 so that the top-1 of the
-    held-out ``batches`` differs from the float model's on at most ``max_flips`` of them; stops at
-    ``max_layers``. Returns (names, [(k, flips)] tried)."""
+    held-out ``batches`` differs from the float model's on at most ``max_flips`` of them. When ``max_layers``
+    do not get there, the fewest that gave the lowest flips seen (layers that do not help are not kept: each
+    costs speed). Returns (names, [(k, flips)] tried)."""
     tried = []
     k, step = 0, 1
     while True:
-        names = [n for n, _ in ranked[:k]]
-        model = float_nodes_model(qdq_model, prepared_model, set(names)) if names else qdq_model
+        model = float_nodes_model(qdq_model, prepared_model, {n for n, _ in ranked[:k]}) if k else qdq_model
         flips = top1_flips(_logits(_session(model, threads), batches), fp32_logits)
         tried.append((k, flips))
         if flips <= max_flips or k >= min(max_layers, len(ranked)):
-            return names, tried
+            break
         k = min(k + step, max_layers, len(ranked))
         step = min(step * 2, 4)
-
-
-def op_report(onnx_path, threads=0):
-    """What runs after onnxruntime's graph optimisation of ``onnx_path`` (the fused graph its CPU
-    provider executes): {"int8": Counter, "float32": Counter, "quantize": n, "dequantize": n,
-    "transpose": n}. float32 counts compute ops that stayed float (layout ops excluded)."""
-    import onnx
-    import onnxruntime as ort
-    with tempfile.TemporaryDirectory(prefix="ppcls_opt_") as tmp:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or 1)
-        so.log_severity_level = 3
-        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-        ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
-        graph = onnx.load(so.optimized_model_filepath).graph
-    int8, fp32 = collections.Counter(), collections.Counter()
-    for n in graph.node:
-        t = n.op_type
-        if t in ("QuantizeLinear", "DequantizeLinear") or t in _LAYOUT_OPS:
-            continue
-        (int8 if t.startswith("QLinear") or t in _INT8_OPS else fp32)[t] += 1
-    types = collections.Counter(n.op_type for n in graph.node)
-    return {"int8": int8, "float32": fp32, "quantize": types["QuantizeLinear"], "dequantize": types["DequantizeLinear"],
-            "transpose": types["Transpose"]}
-
-
-def format_ops(counter):
-    return ", ".join(f"{k} x{v}" for k, v in counter.most_common()) or "none"
+    best = tried[-1] if tried[-1][1] <= max_flips else min(tried, key=lambda t: (t[1], t[0]))
+    return [n for n, _ in ranked[:best[0]]], tried
 
 
 # -- data --------------------------------------------------------------------------------------------------
