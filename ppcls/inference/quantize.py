@@ -381,6 +381,34 @@ def choose_float_layers(qdq_model, prepared_model, ranked, fp32_logits, batches,
     return [n for n, _ in ranked[:best[0]]], tried
 
 
+def op_report(onnx_path, threads=0):
+    """What runs after onnxruntime's graph optimisation of ``onnx_path`` (the fused graph its CPU
+    provider executes): {"int8": Counter, "float32": Counter, "quantize": n, "dequantize": n,
+    "transpose": n}. float32 counts compute ops that stayed float (layout ops excluded)."""
+    import onnx
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="ppcls_opt_") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads or 1)
+        so.log_severity_level = 3
+        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath).graph
+    int8, fp32 = collections.Counter(), collections.Counter()
+    for n in graph.node:
+        t = n.op_type
+        if t in ("QuantizeLinear", "DequantizeLinear") or t in _LAYOUT_OPS:
+            continue
+        (int8 if t.startswith("QLinear") or t in _INT8_OPS else fp32)[t] += 1
+    types = collections.Counter(n.op_type for n in graph.node)
+    return {"int8": int8, "float32": fp32, "quantize": types["QuantizeLinear"], "dequantize": types["DequantizeLinear"],
+            "transpose": types["Transpose"]}
+
+
+def format_ops(counter):
+    return ", ".join(f"{k} x{v}" for k, v in counter.most_common()) or "none"
+
+
 # -- data --------------------------------------------------------------------------------------------------
 def _eval_dataset(config, split):
     """The config's ``split`` ("Train" or "Eval") file list through the Eval transforms."""
