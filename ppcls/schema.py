@@ -11,6 +11,7 @@ import copy
 import os
 
 from .arch import validate_arch
+from .arch.distillation import ARCH_NAME as DISTILLATION
 from .data import validate_loader_section
 from .data.preprocess import OPS
 from .loss import validate_losses
@@ -18,7 +19,8 @@ from .metric import validate_metrics
 from .optimizer import validate_optimizer
 from .utils.config import check_keys, load_config, warn_compat
 from .utils.errors import ConfigError, did_you_mean
-from .utils.logger import parse_log_ranks
+from .utils.logger import logger, parse_log_ranks
+from .utils.registry import split_entry
 
 NUM = (int, float)
 OPT_STR = (str, type(None))
@@ -88,7 +90,9 @@ AMP = {
 EMA = {"decay": (NUM, 0.9999)}
 INFER = {"infer_imgs": ((str, list), None), "batch_size": (int, 1), "transforms": (list, None),
          "PostProcess": (dict, None), "save_dir": (OPT_STR, None)}
-POSTPROCESS = {"name": str, "topk": int, "class_id_map_file": OPT_STR}
+POSTPROCESS = {"name": str, "topk": int, "class_id_map_file": OPT_STR,
+               # DistillationPostProcess: the model (and its output key) whose result is post-processed by func
+               "model_name": str, "key": (str, int), "func": str}
 TOP_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
 
 
@@ -135,6 +139,7 @@ def validate(cfg):
         check_keys("Infer", infer, _types(INFER))
         OPS.validate_entries(infer.get("transforms"), "Infer.transforms")
         check_keys("Infer.PostProcess", infer.get("PostProcess"), POSTPROCESS)
+    _validate_distillation(cfg)
     for key in ("epochs", "print_batch_step", "eval_interval", "save_interval", "update_freq", "iter_per_epoch"):
         if g.get(key) is not None and g[key] < 1:
             raise ConfigError(f"Global.{key}: must be >= 1, got {g[key]}")
@@ -143,6 +148,63 @@ def validate(cfg):
     if g.get("eval_backend", "dygraph") not in ("dygraph", "inference", "onnxruntime"):
         raise ConfigError(f"Global.eval_backend: dygraph, inference or onnxruntime, got {g['eval_backend']!r}")
     return cfg
+
+
+def _model_names_in(options):
+    pairs = options.get("model_name_pairs")
+    names = list(options.get("model_names") or []) if isinstance(options.get("model_names"), list) else []
+    for pair in pairs if isinstance(pairs, list) else []:
+        names += list(pair) if isinstance(pair, (list, tuple)) else []
+    return names
+
+
+def _validate_distillation(cfg):
+    """A DistillationModel gives one output per model in training and its infer_model_name model's alone in
+    evaluation (that model is what is evaluated and exported): the losses, metrics and post-processing
+    must fit those outputs and name models that Arch.models has. Checked before anything is built."""
+    arch = cfg.get("Arch") or {}
+    distill = arch.get("name") == DISTILLATION
+    models = [next(iter(m)) for m in arch.get("models") or []] if distill else []
+    infer = arch.get("infer_model_name")
+
+    def check_name(name, where):
+        if name not in models:
+            raise ConfigError(f"{where}: {name!r} is not a model of Arch.models ({', '.join(map(repr, models))})"
+                              + did_you_mean(name, models))
+    for part in ("Train", "Eval"):
+        for i, entry in enumerate((cfg.get("Loss") or {}).get(part) or []):
+            name, options = split_entry(entry, f"Loss.{part}[{i}]")
+            where = f"Loss.{part}[{i}].{name}"
+            own = name.startswith("Distillation")
+            if own and not distill:
+                raise ConfigError(f"{where}: works on the outputs of Arch.name: {DISTILLATION}, not {arch.get('name')}")
+            if distill and part == "Train" and not own:
+                raise ConfigError(f"{where}: a {DISTILLATION} trains on one output per model; use the Distillation* "
+                                  "losses (DistillationGTCELoss {model_names: [Student]} for the labels)")
+            if distill and part == "Eval" and own:
+                raise ConfigError(f"{where}: evaluation runs Arch.infer_model_name ({infer}) alone; use CELoss")
+            for model in _model_names_in(options) if distill else ():
+                check_name(model, f"{where}")
+    if not distill:
+        return
+    for part in ("Train", "Eval"):
+        for i, entry in enumerate((cfg.get("Metric") or {}).get(part) or []):
+            name, options = split_entry(entry, f"Metric.{part}[{i}]")
+            where = f"Metric.{part}[{i}].{name}"
+            if name != "DistillationTopkAcc":
+                if part == "Train":
+                    raise ConfigError(f"{where}: a {DISTILLATION} trains on one output per model; use "
+                                      "DistillationTopkAcc {model_key: Student, topk: [1, 5]}")
+                continue
+            key = options.get("model_key")
+            if key is not None:
+                check_name(key, f"{where}.model_key")
+            if part == "Eval" and key not in (None, infer):
+                logger.warning(f"{where}.model_key: {key!r}: evaluation runs Arch.infer_model_name ({infer!r}) "
+                               "alone, so it reports that model")
+    post = (cfg.get("Infer") or {}).get("PostProcess") or {}
+    if post.get("name") == "DistillationPostProcess":
+        check_name(post.get("model_name", "Student"), "Infer.PostProcess.model_name")
 
 
 def resolve_defaults(cfg):

@@ -12,7 +12,8 @@ from ppcls.engine import Engine
 from ppcls.schema import get_config
 
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
-                 if "_base_" not in p and os.sep + "deploy" + os.sep not in p)  # deploy/: inference configs
+                 if "_base_" not in p and os.sep + "deploy" + os.sep not in p  # deploy/: inference configs
+                 and os.sep + "segmentation" + os.sep not in p)  # PaddleSeg's: tests/test_paddleseg*.py
 FAST = {"DLA46_c.yaml", "DLA60_best.yaml", "ReXNet_1_0.yaml", "RLA_MobileNetV2.yaml",
         "AttentionNet56_CIFAR10_tricks.yaml", "DLA46_c_digits.yaml", "ReXUNet_demo_shapes.yaml"}
 
@@ -45,6 +46,8 @@ def test_config_trains_one_step(path, tiny_data, tmp_path):
     arch = cfg["Arch"]["name"]
     if arch == "ReXUNet":
         pytest.skip("dense model: trained in tests/test_seg.py")
+    if arch == "DistillationModel":
+        pytest.skip("teachers load weights: one step of each in tests/test_distillation.py")
     cifar = cfg["DataLoader"]["Train"]["dataset"]["name"].startswith("Cifar")
     over = [f"Global.output_dir={tmp_path}/out", "Global.epochs=1", "Global.eval_during_train=False",
             "Global.use_visualdl=False", "Global.device=cpu", "Arch.class_num=2",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import paddle
 import paddle.distributed as dist
 
-from ..arch import build_model
+from ..arch import DistillationModel, build_model, load_pretrained, output_class_num
 from ..data import build_dataloader
 from ..loss import build_loss
 from ..metric import CombinedMetrics
@@ -22,6 +22,7 @@ from ..utils import device as dev
 from ..utils.config import dump_config
 from ..utils.errors import ConfigError
 from ..utils.logger import init_logger, logger
+from ..utils.save_load import atomic_save
 from .checkpoint import Checkpoints
 from .ema import ModelEMA
 from .evaluation import EvalResult, Evaluator
@@ -123,15 +124,19 @@ class Engine:
         if mode == "train":
             for line in dump_config(config):
                 logger.info(line)
-        self.class_num = config["Arch"].get("class_num", 1000)
+        self.class_num = output_class_num(config["Arch"])
         self.model = build_model(config["Arch"])
         if g["pretrained_model"]:
-            from ..arch.weights import load_weights
-            load_weights(self.model, self.arch_name, g["pretrained_model"], where="Global.pretrained_model")
+            load_pretrained(self.model, self.arch_name, g["pretrained_model"], where="Global.pretrained_model")
+        self.eval_model = self._eval_model()
         self.amp = Amp(config["AMP"], self.device)
         self._build_data_and_losses()
         if mode == "train":
             self._build_optimization()
+
+    def _eval_model(self):
+        """What is evaluated, averaged by EMA and deployed: a DistillationModel's infer_model_name model alone."""
+        return self.model.infer_model if isinstance(self.model, DistillationModel) else self.model
 
     def _build_data_and_losses(self):
         cfg, g = self.config, self.settings
@@ -189,7 +194,8 @@ class Engine:
         optimizer, self.schedule = build_optimizer(self.config["Optimizer"], model, g["epochs"],
                                                    max(1, iters // self.update_freq))
         self.model, self.optimizer = self.amp.decorate(model, optimizer)
-        self.ema = ModelEMA(self.model, self.config["EMA"]["decay"]) if self.config.get("EMA") else None
+        self.eval_model = self._eval_model()  # decorate may return another object
+        self.ema = ModelEMA(self.eval_model, self.config["EMA"]["decay"]) if self.config.get("EMA") else None
         self.checkpoints = Checkpoints(self.output_dir, self.model, self.optimizer, self.ema, self.rank)
 
     # -- training -----------------------------------------------------------------------------
@@ -212,9 +218,10 @@ class Engine:
         log = TrainLogger(epochs, iters, type(schedule).__name__ if schedule is not None else "Const",
                           visualdl_dir(g["output_dir"], self.rank, g["use_visualdl"]),
                           memory_device=self.device if g.get("print_mem_info") else None)
-        loop = TrainLoop(self.model, self.optimizer, schedule, self.train_loader, self.train_dataset, self.batch_ops,
-                         self.train_loss, self.train_metrics, self.amp, ema, log, self.checkpoints, self.update_freq,
-                         g["print_batch_step"], SavePolicy(g["save_interval_iters"], g["save_interval_seconds"]),
+        # the loop's model is the one EMA averages (a DistillationModel's student)
+        loop = TrainLoop(self.eval_model, self.optimizer, schedule, self.train_loader, self.train_dataset,
+                         self.batch_ops, self.train_loss, self.train_metrics, self.amp, ema, log, self.checkpoints,
+                         self.update_freq, g["print_batch_step"], SavePolicy(g["save_interval_iters"], g["save_interval_seconds"]),
                          self.rank, iters)
         result = TrainResult(state.best_metric, state.best_epoch)
         # mid-epoch resume (and unseeded runs) continue the saved random streams; seeded runs
@@ -236,6 +243,8 @@ class Engine:
                     names = ["latest"] + (["best_model"] if is_best else []) \
                         + ([f"epoch_{epoch}"] if epoch % g["save_interval"] == 0 else [])
                     self.checkpoints.save(names, state.states(epoch, 0))
+                    if is_best and self.eval_model is not self.model:
+                        self._save_student("best_model")
         finally:
             log.close()
         bad = getattr(self.train_dataset, "bad_count", 0)
@@ -245,6 +254,13 @@ class Engine:
         result.best_metric, result.best_epoch = state.best_metric, state.best_epoch
         return result
 
+    def _save_student(self, prefix):
+        """``<prefix>_student.pdparams``: a DistillationModel's infer_model_name model alone, loadable by
+        that model's own config (PaddleClas saves the best model's student so)."""
+        path = os.path.join(self.output_dir, f"{prefix}_student.pdparams")
+        atomic_save(self.eval_model.state_dict(), path)
+        logger.info(f"Already save {self.model.infer_model_name} model in {path}")
+
     def _evaluate_epoch(self, state, ema, log, result):
         """Evaluate after ``state.epoch`` when due; updates the best metric; True when it improved."""
         g, epoch = self.settings, state.epoch
@@ -252,7 +268,7 @@ class Engine:
                 or epoch < g["start_eval_epoch"]:
             return False
         # every rank joins the gather when the confusion matrix goes to VisualDL (only rank 0 writes it)
-        result.last_eval = self.evaluator.run(self.model, epoch, collect=g["use_visualdl"])
+        result.last_eval = self.evaluator.run(self.eval_model, epoch, collect=g["use_visualdl"])
         metric = result.last_eval.main
         ema_eval = None
         if ema is not None:
@@ -285,16 +301,16 @@ class Engine:
         """Evaluate the model over the eval set (dygraph, or the exported graph with
         ``Global.eval_backend``); with ``Global.report_dir`` also write the evaluation report."""
         g = self.settings
-        forward = self.model
+        forward = self.eval_model
         if g["eval_backend"] != "dygraph":
             from .static_eval import ExportedForward
             sample = next(iter(self.eval_loader))[0]
-            forward = ExportedForward(self.model, list(sample.shape[1:]), g["eval_backend"], self.threads or 0,
+            forward = ExportedForward(self.eval_model, list(sample.shape[1:]), g["eval_backend"], self.threads or 0,
                                       use_gpu=self.device == "gpu")
         try:
             result = self.evaluator.run(forward, 0, collect=bool(g["report_dir"]))
         finally:
-            if forward is not self.model:
+            if forward is not self.eval_model:
                 forward.close()
         if g["report_dir"] and self.rank == 0:
             from ..visual.report import write_report

@@ -9,7 +9,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import yaml
 
-from ..arch import build_model
+from ..arch import DistillationModel, build_model, load_pretrained
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 from ..utils.registry import split_entry
@@ -129,13 +129,19 @@ def export(config, out_dir=None, probe=None):
     add_softmax = arch.pop("infer_add_softmax", True)
     model = build_model(arch)
     if g.get("pretrained_model"):
-        from ..arch.weights import load_weights
-        load_weights(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
+        load_pretrained(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
     else:
         logger.warning("Global.pretrained_model is not set: exporting randomly initialised weights")
+    meta = deploy_meta(config, transform_ops)
+    if isinstance(model, DistillationModel):
+        # only the model infer_model_name names is deployed: its parameters, its outputs
+        name = model.infer_model_name
+        meta["model"] = model.arch_names[name]
+        logger.info(f"DistillationModel: exporting {name} ({meta['model']}, Arch.infer_model_name) alone")
+        model = model.infer_model
     out_dir = out_dir or g.get("save_inference_dir") or "./inference"
     export_model(model, out_dir, g.get("image_shape") or [3, 224, 224], add_softmax, int(g.get("infer_output_index") or 0),
-                 deploy_meta(config, transform_ops))
+                 meta)
     logger.info(f'Export succeeded! The inference model exported has been saved in "{os.path.join(out_dir, "inference")}".')
     if g.get("backend_probe") if probe is None else probe:
         from .backend import LABELS

@@ -7,31 +7,38 @@ import tempfile
 import paddle
 import paddle.nn.functional as F
 
-from ..arch import build_model
+from ..arch import DistillationModel, build_model, load_pretrained
 from ..utils import device as dev
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 from .labels import label_names
 from .pipeline import Preprocess, Topk, format_result, list_images, load_batches
+from .postprocess import DistillationPostProcess, build_postprocess
 
 
 def _dygraph_probs(model, name):
-    def run(batch):
-        with paddle.no_grad():
-            out = model(paddle.to_tensor(batch))
+    def probs(out):
         if isinstance(out, (list, tuple)):
             raise ConfigError(f"{name} is a dense model: prediction gives classes")
         return F.softmax(out, axis=-1).numpy()
+
+    def run(batch):
+        with paddle.no_grad():
+            out = model(paddle.to_tensor(batch))
+        # a DistillationModel: every model's probabilities, for its post-processing to choose from
+        return {k: probs(v) for k, v in out.items()} if isinstance(out, dict) else probs(out)
     return run
 
 
-def predict_images(model, files, transforms, topk=5, labels=None, batch_size=1, name="the model", run=None):
+def predict_images(model, files, transforms, topk=5, labels=None, batch_size=1, name="the model", run=None,
+                   post=None):
     """Top-k results (and one printed line) per readable image; unreadable ones are skipped, counted.
-    ``run``: batch -> class probabilities (default: the dygraph ``model`` and a softmax)."""
+    ``run``: batch -> class probabilities (default: the dygraph ``model`` and a softmax); ``post``: the
+    post-processing (default: Topk with ``topk`` and ``labels``)."""
     if run is None:
         model.eval()
         run = _dygraph_probs(model, name)
-    pre, post = Preprocess(transforms), Topk(topk, labels)
+    pre, post = Preprocess(transforms), post or Topk(topk, labels)
     results, skipped = [], []
 
     def on_skip(f, why):
@@ -56,8 +63,7 @@ def model_from_config(config, purpose="predicting"):
     arch = {k: v for k, v in config["Arch"].items() if k != "infer_add_softmax"}
     model = build_model(arch)
     if g.get("pretrained_model"):
-        from ..arch.weights import load_weights
-        load_weights(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
+        load_pretrained(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
     else:
         logger.warning(f"Global.pretrained_model is not set: {purpose} with randomly initialised weights")
     model.eval()
@@ -72,17 +78,25 @@ def infer(config):
         raise ConfigError("Infer.transforms: required")
     model, name = model_from_config(config)
     post = infer_cfg.get("PostProcess") or {}
+    labels = label_names(post.get("class_id_map_file"))
+    post_fn = build_postprocess(post, labels)
+    exported_model = model
+    if isinstance(model, DistillationModel):
+        if not isinstance(post_fn, DistillationPostProcess):  # plain Topk: of the model the export keeps
+            post_fn = DistillationPostProcess(model.infer_model_name, topk=post.get("topk") or 5, label_list=labels)
+        exported_model = model.sub_model(post_fn.model_name)
+        name = f"{name} {post_fn.model_name} ({model.arch_names[post_fn.model_name]})"
     files = list_images(infer_cfg.get("infer_imgs"))
-    args = (files, infer_cfg["transforms"], post.get("topk", 5), label_names(post.get("class_id_map_file")),
-            int(infer_cfg.get("batch_size", 1)), name)
+    args = (files, infer_cfg["transforms"], post.get("topk", 5), labels, int(infer_cfg.get("batch_size", 1)), name)
     backend = g.get("eval_backend") or "dygraph"
     if backend == "dygraph":
-        return predict_images(model, *args)
+        return predict_images(model, *args, post=post_fn)
     if backend not in ("inference", "onnxruntime"):
         raise ConfigError(f"Global.eval_backend: dygraph, inference or onnxruntime, got {backend!r}")
-    with ExportedPredictor(model, sample_shape(files, infer_cfg["transforms"]), backend, int(g.get("cpu_threads") or 0),
-                           use_gpu=paddle.device.get_device().startswith("gpu"), name=name) as exported:
-        return predict_images(model, *args, run=exported.run)
+    with ExportedPredictor(exported_model, sample_shape(files, infer_cfg["transforms"]), backend,
+                           int(g.get("cpu_threads") or 0), use_gpu=paddle.device.get_device().startswith("gpu"),
+                           name=name) as exported:
+        return predict_images(exported_model, *args, run=exported.run, post=post_fn)
 
 
 def sample_shape(files, transforms):

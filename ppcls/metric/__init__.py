@@ -1,6 +1,6 @@
 """Metrics (accumulated on the device; all-reduced across workers by the engine)."""
 from .registry import METRICS, register_metric
-from . import topk, seg_metrics  # noqa: F401  (register)
+from . import distillation, topk, seg_metrics  # noqa: F401  (register)
 
 
 class CombinedMetrics:
