@@ -386,6 +386,27 @@ def test_export_is_the_student_and_predicts_as_the_dygraph_student(run, tmp_path
     np.testing.assert_allclose(pred, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_eval_and_export_do_not_need_the_teachers_weights(run, tmp_path):
+    """Outside training only the student runs: a teacher weights file that is gone does not stop evaluating or
+    exporting the trained student; training still needs it (one line naming the key)."""
+    from ppcls.engine import Engine
+    from ppcls.inference.export import export
+    from ppcls.schema import get_config
+    from ppcls.utils.errors import ConfigError
+    gone = str(tmp_path / "moved" / "teacher.pdparams")
+    cfg = get_config(run["path"], [f"Global.pretrained_model={run['out']}/best_model_student.pdparams",
+                                   f"Global.save_inference_dir={tmp_path}/inf", "Global.backend_probe=False"])
+    cfg["Arch"]["pretrained_list"] = [gone, None]
+    export(cfg)
+    assert os.path.isfile(tmp_path / "inf" / "inference.pdiparams")
+    top1 = Engine(cfg, "eval").eval().metrics["top1"]
+    whole = get_config(run["path"], [f"Global.pretrained_model={run['out']}/best_model"])
+    whole["Arch"]["pretrained_list"] = [gone, None]
+    assert top1 == pytest.approx(Engine(whole, "eval").eval().metrics["top1"], abs=1e-6)
+    with pytest.raises(ConfigError, match=r"Arch.pretrained_list\[0\]"):
+        Engine(cfg, "train")
+
+
 def test_infer_predicts_with_the_postprocess_model(run, capsys):
     from ppcls.arch import build_model
     from ppcls.inference.infer import infer

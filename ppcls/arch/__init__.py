@@ -24,12 +24,13 @@ def validate_arch(arch_config):
     MODELS.validate(arch_config["name"], model_options(arch_config), "Arch")
 
 
-def build_model(arch_config):
-    """The model of an ``Arch`` section; ``pretrained`` (True, a tag, a path or a URL) loads weights."""
+def build_model(arch_config, training=True):
+    """The model of an ``Arch`` section; ``pretrained`` (True, a tag, a path or a URL) loads weights.
+    ``training=False``: a DistillationModel loads only its infer model's weights (the others do not run)."""
     validate_arch(arch_config)
     name = arch_config["name"]
     if name == DISTILLATION:
-        model = DistillationModel(**model_options(arch_config))
+        model = DistillationModel(**model_options(arch_config), training=training)
     else:
         model = MODELS.build(name, model_options(arch_config), where="Arch")
     pretrained = arch_config.get("pretrained")

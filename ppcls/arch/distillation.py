@@ -146,7 +146,7 @@ class DistillationModel(nn.Layer):
     """Several models under their names; ``forward(x) -> {name: output}``. See the module docstring."""
 
     def __init__(self, models=None, pretrained_list=None, freeze_params_list=None, infer_model_name=None,
-                 class_num=None, where="Arch"):
+                 class_num=None, where="Arch", training=True):
         super().__init__()
         arch = dict(models=models, pretrained_list=pretrained_list, freeze_params_list=freeze_params_list,
                     infer_model_name=infer_model_name, class_num=class_num)
@@ -159,7 +159,9 @@ class DistillationModel(nn.Layer):
             model = MODELS.build(name, options, where=f"{where}.models[{i}].{key}")
             spec, origin = (own, f"{where}.models[{i}].{key}.pretrained") if own else \
                 (pretrained[i], f"{where}.pretrained_list[{i}]")
-            if spec:
+            # outside training only the infer model runs: a teacher's weights file need not be at hand to
+            # evaluate, predict with or export the student
+            if spec and (training or key == infer):
                 from .weights import load_weights  # the loader (and its converters) only when weights are asked for
                 load_weights(model, name, spec, where=origin)
             if freeze[i]:

@@ -125,7 +125,7 @@ class Engine:
             for line in dump_config(config):
                 logger.info(line)
         self.class_num = output_class_num(config["Arch"])
-        self.model = build_model(config["Arch"])
+        self.model = build_model(config["Arch"], training=mode == "train")
         if g["pretrained_model"]:
             load_pretrained(self.model, self.arch_name, g["pretrained_model"], where="Global.pretrained_model")
         self.eval_model = self._eval_model()

@@ -127,7 +127,7 @@ def export(config, out_dir=None, probe=None):
                     f"without DecodeImage, ending CHW): {[next(iter(op)) for op in transform_ops]}")
     arch = dict(config["Arch"])
     add_softmax = arch.pop("infer_add_softmax", True)
-    model = build_model(arch)
+    model = build_model(arch, training=False)
     if g.get("pretrained_model"):
         load_pretrained(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
     else:

@@ -61,7 +61,7 @@ def model_from_config(config, purpose="predicting"):
     dev.select_device(g.get("device") or "auto")
     dev.set_cpu_threads(g.get("cpu_threads") or 0)
     arch = {k: v for k, v in config["Arch"].items() if k != "infer_add_softmax"}
-    model = build_model(arch)
+    model = build_model(arch, training=False)
     if g.get("pretrained_model"):
         load_pretrained(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
     else:
