@@ -151,8 +151,9 @@ class DLASeg(nn.Layer):
         self.up = _bilinear_up(class_num, down_ratio, trainable=False)
 
     def forward(self, x):
-        h, w = x.shape[2], x.shape[3]
-        # static sides only (an export may leave them -1); odd level sizes would break the concatenations
+        # checked in dygraph only (an export traces sides it does not know); odd level sizes would break the
+        # concatenations
+        h, w = (x.shape[2], x.shape[3]) if paddle.in_dynamic_mode() else (0, 0)
         if (h > 0 and h % 32) or (w > 0 and w % 32):
             raise ValueError(f"DLA-Up ({self.base_name}): input sides must be multiples of 32, got {h}x{w}")
         x = self.dla_up(self.base(x))

@@ -46,11 +46,15 @@ class ReXUNet(Backbone):
             self.load_encoder(encoder_pretrained)
 
     def load_encoder(self, path):
-        """Initialise the encoder from a ReXNet-1.0 classifier checkpoint (``features.k.*`` keys);
-        its classifier is ignored. Returns the number of tensors loaded."""
+        """Initialise the encoder from a ReXNet-1.0 classifier checkpoint (``features.k.*`` keys), a
+        ``.pdparams`` path or its state dict already read; its classifier is ignored. Returns the number
+        of tensors loaded."""
         from ...utils.save_load import load_state_file
-        file = path if path.endswith(".pdparams") else path + ".pdparams"
-        state = load_state_file(file, "encoder weights")
+        if isinstance(path, dict):
+            file, state = "the given state dict", path
+        else:
+            file = path if path.endswith(".pdparams") else path + ".pdparams"
+            state = load_state_file(file, "encoder weights")
         level_of = {i: name for name, idx in ENCODER_SLICES.items() for i in idx}
         target = self.state_dict()
         mapped, bad = {}, []
@@ -78,7 +82,8 @@ class ReXUNet(Backbone):
     def stage_layers(self):
         return [[getattr(self, n)] for n in ENCODER_SLICES]
 
-    def forward_features(self, x):
+    def decode(self, x):
+        """The six maps before the sigmoid, finest first (segmentation heads train on these)."""
         if paddle.in_dynamic_mode() and (x.shape[2] % 32 or x.shape[3] % 32):
             raise ConfigError(f"ReXUNet: input {x.shape[2]}x{x.shape[3]} must have sides that are multiples of 32")
         x1 = self.conv0(x)
@@ -94,17 +99,20 @@ class ReXUNet(Backbone):
                 return bilinear_resize(t, [2 * h, 2 * w], align_corners=False)
             return F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)
         d1 = self.decode_conv1(bottleneck) + x5
-        out5 = F.sigmoid(self.output_conv5(d1))
+        out5 = self.output_conv5(d1)
         d2 = up(self.decode_conv2(d1)) + x4
-        out4 = F.sigmoid(self.output_conv4(d2))
+        out4 = self.output_conv4(d2)
         d3 = up(self.decode_conv3(d2)) + x3
-        out3 = F.sigmoid(self.output_conv3(d3))
+        out3 = self.output_conv3(d3)
         d4 = up(self.decode_conv4(d3)) + x2
-        out2 = F.sigmoid(self.output_conv2(d4))
+        out2 = self.output_conv2(d4)
         d5 = up(self.decode_conv5(d4)) + x1
-        out1 = F.sigmoid(self.output_conv1(d5))
-        out0 = F.sigmoid(up(self.decode_conv6(d5)))
-        outs = [out0, out1, out2, out3, out4, out5]
+        out1 = self.output_conv1(d5)
+        out0 = up(self.decode_conv6(d5))
+        return [out0, out1, out2, out3, out4, out5]
+
+    def forward_features(self, x):
+        outs = [F.sigmoid(t) for t in self.decode(x)]
         return outs, outs
 
     def forward_head(self, outs):

@@ -1,0 +1,10 @@
+"""PaddleSeg's tools/predict.py with this project's networks: the same as `ppcls seg predict` (flags: --help)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+from ppcls.cli import run  # noqa: E402
+
+if __name__ == "__main__":
+    run("seg", ["predict"] + sys.argv[1:])
