@@ -31,6 +31,8 @@ SUBCOMMANDS = {
     "flops": (commands.flops, "parameters and FLOPs of a model (the RLA-Net paper's units too)"),
     "visualize": (commands.visualize, "attention masks and Grad-CAM of a config's model as PNG / VisualDL images"),
     "serve": (commands.serve, "an HTTP inference service for an exported model"),
+    "det": (commands.det, "detectors on PaddleDetection with the zoo's backbones (train / eval / infer / export)"),
+    "seg": (commands.seg, "segmenters on PaddleSeg with the zoo's backbones (train / val / predict / export)"),
 }
 
 

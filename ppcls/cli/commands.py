@@ -426,6 +426,8 @@ def passthrough(p):
 
 ARGUMENTS["visualize"] = passthrough
 ARGUMENTS["serve"] = passthrough
+ARGUMENTS["det"] = passthrough
+ARGUMENTS["seg"] = passthrough
 
 
 def visualize(args):
@@ -439,3 +441,14 @@ def serve(args):
     from ..serving.cli import main as serve_main
     return serve_main(args.rest)
 
+
+def det(args):
+    """Detection on PaddleDetection with the zoo's backbones: ppcls det train|eval|infer|export -c CONFIG ..."""
+    from ..det.cli import main as det_main  # imports ppdet: only here, never on `import ppcls`
+    return det_main(args.rest)
+
+
+def seg(args):
+    """Segmentation on PaddleSeg with the zoo's backbones: ppcls seg train|val|predict|export --config CONFIG ..."""
+    from ..seg.cli import main as seg_main  # imports paddleseg: only here, never on `import ppcls`
+    return seg_main(args.rest)
