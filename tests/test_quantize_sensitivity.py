@@ -130,15 +130,20 @@ def test_quantize_tool_sweeps_and_refuses_a_drop_beyond_max_drop(tmp_path, monke
     assert r.returncode == 0, r.stderr[-2000:]
     out = str(tmp_path / "int8")
     r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", out, "--calib-images", "12",
-                 "--sensitivity", "--holdout-images", "12", "--max-fp32-layers", "2", "--max-drop", "100")
+                 "--sensitivity", "--holdout-images", "12", "--max-fp32-layers", "2", "--max-drop", "100",
+                 "--calib-trials", "2", "--seed", "3")
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
     assert lines[-2].startswith("int8 over fp32 speed (onnxruntime,") and "at batch 1" in lines[-2], lines[-2:]
     from ppcls.inference.predictor import read_meta
     meta = read_meta(out)["quantization"]
-    assert meta["sensitivity"]["holdout_images"] == 12 and meta["sensitivity"]["layers"] >= 10
+    # 24 train images: what the two calibration choices leave of them is held out
+    assert 0 < meta["sensitivity"]["holdout_images"] <= 12 and meta["sensitivity"]["layers"] >= 10
     assert meta["calibration"]["select"] == "stratified" and len(meta["fp32_layers"]) <= 2
-    assert "sensitivity over" in r.stderr + r.stdout
+    assert meta["calibration"]["trials"] == 2 and meta["calibration"]["seed"] in (3, 4)
+    log = r.stderr + r.stdout
+    assert "sensitivity over" in log and "calibration seed 3: top-1 flips" in log and "calibration seed 4:" in log
+    assert f"kept the calibration of seed {meta['calibration']['seed']}" in log
     before = {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)}
     # a negative limit is refused as input; a drop beyond the limit is simulated by an eval whose int8 top-1 is
     # ten points below fp32's (the 12-image eval list moves in steps of 8.3 points)

@@ -112,12 +112,15 @@ def _quantize_arguments(p):
     p.add_argument("--calib-select", default="stratified",
                    help="how calibration images are chosen: stratified (the classes take turns; default) or random")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration choice (default: %(default)s)")
+    p.add_argument("--calib-trials", type=int, default=1,
+                   help="calibrate on this many seeded choices of images and keep the one whose top-1 differs least "
+                        "from fp32 on held-out train images (default: %(default)s)")
     p.add_argument("--sensitivity", action="store_true",
                    help="rank the int8 layers by the error each causes and keep the fewest most sensitive in float32 "
                         "that hold held-out top-1 flips within --max-drop (0.5 when not set)")
     p.add_argument("--max-fp32-layers", type=int, default=8, help="--sensitivity keeps at most this many layers in float32")
-    p.add_argument("--holdout-images", type=int, default=256,
-                   help="--sensitivity measures on this many train images that are not calibration images")
+    p.add_argument("--holdout-images", type=int, default=1000,
+                   help="--sensitivity and --calib-trials measure on this many train images that are not calibration images")
     p.add_argument("--max-drop", type=float, default=None,
                    help="refuse (exit 3, --out untouched) when int8 top-1 is more than this many points below fp32")
     p.add_argument("--keep-bn", action="store_true",
@@ -138,7 +141,7 @@ def quantize(args):
             fp32_op_types=op_list(args.fp32_ops), int8_op_types=op_list(args.int8_ops) or None, threads=args.threads,
             bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat, calib_select=args.calib_select,
             seed=args.seed, sensitivity_sweep=args.sensitivity, max_drop=args.max_drop,
-            max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images)
+            max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images, calib_trials=args.calib_trials)
     speed = ", ".join(f"{v:.2f}x at batch {b}" for b, v in r["speedup"].items())
     kept = f"; {len(r['fp32_layers'])} layer(s) kept in float32" if r["fp32_layers"] else ""
     print(f"int8 over fp32 speed (onnxruntime, {r['threads']} threads): {speed}{kept}", flush=True)
