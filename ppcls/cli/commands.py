@@ -109,8 +109,9 @@ def _quantize_arguments(p):
     p.add_argument("--fp32-ops", default="", help="comma list of op types to keep in float32, e.g. Sigmoid,Mul")
     p.add_argument("--int8-ops", default="",
                    help="comma list of the only op types to quantize, e.g. Conv,MatMul,Gemm (default: all that can be)")
-    p.add_argument("--calib-select", default="stratified",
-                   help="how calibration images are chosen: stratified (the classes take turns; default) or random")
+    p.add_argument("--calib-select", default="random",
+                   help="how calibration images are chosen: random (a seeded uniform choice; default) or stratified "
+                        "(the classes take turns)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration choice (default: %(default)s)")
     p.add_argument("--calib-trials", type=int, default=1,
                    help="calibrate on this many seeded choices of images and keep the one whose top-1 differs least "

@@ -517,7 +517,7 @@ def _install(staged, out_dir):
 
 def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percentile", fp32_op_types=(), threads=0,
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
-             split_ratio=4.0, int8_op_types=None, calib_select="stratified", seed=0, sensitivity_sweep=False,
+             split_ratio=4.0, int8_op_types=None, calib_select="random", seed=0, sensitivity_sweep=False,
              max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
     with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
