@@ -483,6 +483,33 @@ def test_mask_rcnn_trains_and_writes_segm_json(digits, tmp_path):
 
 
 @pytest.mark.slow
+def test_retinanet_trains_evaluates_and_infers(digits, tmp_path):
+    """The RLA original's RetinaNet config (FPN on C3-C5 with P6/P7, focal loss) on a zoo backbone: training,
+    evaluation (bbox.json with the dataset's category ids) and drawing run on Paddle 3 with the fixes."""
+    from ppdet.engine import Trainer
+    cfg_path = os.path.join(DET_CONFIGS, "retinanet", "retinanet_rla_r50_fpn_1x_coco.yml")
+    small = ["RetinaNet.backbone=DLA46_c", "DLA46_c.return_stages=[3, 4, 5]", "num_classes=10",
+             "TrainDataset.image_dir=images/train", "TrainDataset.anno_path=annotations/instances_train.json",
+             "EvalDataset.image_dir=images/val", "EvalDataset.anno_path=annotations/instances_val.json",
+             "worker_num=0", "epoch=1", "FPN.out_channel=32", "RetinaHead.conv_feat.feat_in=32",
+             "RetinaHead.conv_feat.feat_out=32", "RetinaHead.conv_feat.num_convs=1",
+             "RetinaHead.nms.score_threshold=0.0"]
+    trainer = _run_cli(["train", "-c", cfg_path] + demo_overrides(digits, str(tmp_path)) + SMALL_READERS + small)
+    assert isinstance(trainer, Trainer)
+    weights = os.path.join(str(tmp_path), "retinanet_rla_r50_fpn_1x_coco", "model_final")
+    _run_cli(["eval", "-c", cfg_path, "--output_eval", str(tmp_path / "ev")] + demo_overrides(digits, str(tmp_path))
+             + SMALL_READERS + small + [f"weights={weights}"])
+    boxes = json.load(open(tmp_path / "ev" / "bbox.json"))
+    assert boxes and {b["category_id"] for b in boxes} <= set(range(1, 11))
+    assert all(np.isfinite(b["bbox"]).all() and np.isfinite(b["score"]) for b in boxes)
+    images = os.path.join(digits, "images", "val")
+    _run_cli(["infer", "-c", cfg_path, "--infer_dir", images, "--output_dir", str(tmp_path / "inf"),
+              "--draw_threshold", "0.0"] + demo_overrides(digits, str(tmp_path)) + SMALL_READERS + small +
+             [f"weights={weights}"])
+    assert set(os.listdir(images)) <= set(os.listdir(tmp_path / "inf"))  # one drawn picture per image
+
+
+@pytest.mark.slow
 @pytest.mark.launch
 def test_two_process_cpu_launch_trains(digits, tmp_path):
     log_dir = tmp_path / "log"
