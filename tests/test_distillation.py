@@ -407,6 +407,32 @@ def test_eval_and_export_do_not_need_the_teachers_weights(run, tmp_path):
         Engine(cfg, "train")
 
 
+@pytest.mark.slow
+def test_exported_student_quantizes_and_serves(run, tmp_path):
+    """The chain a user takes after distilling: export (the student alone), INT8 with tools/quantize.py on the
+    distillation config, the HTTP service's model on the INT8 folder."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    inf, int8 = str(tmp_path / "inf"), str(tmp_path / "int8")
+    r = run_tool("export_model.py", "-c", run["path"], "-o",
+                 f"Global.pretrained_model={run['out']}/best_model_student.pdparams",
+                 "-o", f"Global.save_inference_dir={inf}", "-o", "Global.backend_probe=False")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_tool("quantize.py", "-c", run["path"], "--model-dir", inf, "--out", int8, "--calib-images", "16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    fp32, q8 = (float(v) for v in re.search(r"fp32 top1: ([0-9.]+) int8 top1: ([0-9.]+)", r.stdout).groups())
+    assert 0 <= q8 <= 1 and fp32 == pytest.approx(run["result"].best_metric, abs=1e-5)
+    assert yaml.safe_load(open(os.path.join(int8, "inference.yml")))["model"] == "DLA46_c"
+    from ppcls.serving.model import ServedModel
+    from ppcls.utils.config import load_yaml_with_bases
+    cfg = load_yaml_with_bases(os.path.join(ROOT, "deploy", "configs", "inference_cls.yaml"))
+    cfg["Global"]["inference_model_dir"] = int8
+    served = ServedModel(cfg)
+    assert served.predictor.backend == "onnxruntime"
+    res = served.infer(np.zeros([2, 3, 32, 32], np.float32))
+    assert len(res) == 2 and len(res[0]["class_ids"]) >= 1
+
+
 def test_infer_predicts_with_the_postprocess_model(run, capsys):
     from ppcls.arch import build_model
     from ppcls.inference.infer import infer
