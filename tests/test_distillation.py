@@ -117,6 +117,29 @@ def test_distillation_dkd_loss(temperature, alpha, beta):
     assert got["loss_dkd_Student_Teacher"] == pytest.approx(dkd_reference(S, T, Y, temperature, alpha, beta), rel=1e-4)
 
 
+HALF_CASES = [("DistillationCELoss", {"model_name_pairs": [["Student", "Teacher"]]}),
+              ("DistillationGTCELoss", {"model_names": ["Student", "Teacher"], "epsilon": 0.1}),
+              ("DistillationDMLLoss", {"model_name_pairs": [["Student", "Teacher"]]}),
+              ("DistillationKLDivLoss", {"model_name_pairs": [["Student", "Teacher"]], "temperature": 4}),
+              ("DistillationDKDLoss", {"model_name_pairs": [["Student", "Teacher"]], "temperature": 2.0})]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name,options", HALF_CASES, ids=[c[0] for c in HALF_CASES])
+def test_losses_take_the_half_precision_logits_of_amp(name, options, dtype):
+    """Under AMP (GPU only in Paddle 3.3) the models hand the losses float16 / bfloat16 logits: each loss
+    computes in float32 and gives the float32 result of the same (rounded) logits."""
+    from ppcls.loss import LOSSES
+    loss = LOSSES.get(name)(**options)
+    half = {"Student": paddle.to_tensor(S).astype(dtype), "Teacher": paddle.to_tensor(T).astype(dtype)}
+    full = {k: v.astype("float32") for k, v in half.items()}
+    got, ref = loss(half, paddle.to_tensor(Y)), loss(full, paddle.to_tensor(Y))
+    assert list(got) == list(ref)
+    for key in got:
+        assert got[key].dtype == paddle.float32, key
+        assert float(got[key]) == pytest.approx(float(ref[key]), rel=1e-6), key
+
+
 def test_combined_loss_weights_every_pair_and_the_target_gets_no_gradient():
     from ppcls.loss import build_loss
     pairs = [["Student", "Teacher"], ["Teacher", "Student"]]
