@@ -268,7 +268,9 @@ def test_config_without_infer_exports_predicts_and_serves_like_eval(trained, tmp
     cfg = get_config(cfg_path)
     eval_ops = cfg["DataLoader"]["Eval"]["dataset"]["transform_ops"]
     recorded = yaml.safe_load(open(os.path.join(out, "inference.yml")))["PreProcess"]["transform_ops"]
-    assert recorded == [op for op in eval_ops if "DecodeImage" not in op] + [{"ToCHWImage": None}]
+    from ppcls.inference.export import portable_transforms
+    assert recorded == portable_transforms([op for op in eval_ops if "DecodeImage" not in op] + [{"ToCHWImage": None}],
+                                           cfg["Global"]["image_shape"])
     # the recorded preprocessing gives the deployed model exactly the arrays evaluation gives the model
     from ppcls.data import build_dataset
     from ppcls.inference.pipeline import Preprocess, read_rgb
@@ -310,7 +312,10 @@ def test_export_records_eval_transforms_without_decoding(tmp_path):
     out = export({"Global": {"image_shape": [3, 32, 32], "save_inference_dir": str(tmp_path / "m")},
                   "Arch": {"name": "DLA46_c", "class_num": 3}, **eval_cfg}, probe=False)
     meta = yaml.safe_load(open(os.path.join(out, "inference.yml")))
-    assert meta["PreProcess"]["transform_ops"] == [norm_hwc, {"ToCHWImage": None}]
+    # in the form PaddleX reads too: the scale a number, the model's size as an explicit resize
+    assert meta["PreProcess"]["transform_ops"] == [
+        {"ResizeImage": {"size": [32, 32]}}, {"NormalizeImage": dict(norm_hwc["NormalizeImage"], scale=1 / 255)},
+        {"ToCHWImage": None}]
     from ppcls.inference.predictor import build_pipeline
     preprocess, _ = build_pipeline(yaml.safe_load(open(DEPLOY_CFG)), meta, out)
     img = np.random.RandomState(0).randint(0, 255, (32, 32, 3)).astype(np.uint8)

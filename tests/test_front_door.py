@@ -18,8 +18,9 @@ PKG = os.path.join(ROOT, "ppcls")
 LAYERS = {"utils": 0, "arch": 1, "data": 1, "loss": 1, "metric": 1, "optimizer": 1,
           "inference": 2, "schema": 2, "visual": 2, "engine": 3, "benchmark": 3, "serving": 3, "cli": 4,
           "__main__": 4, "__init__": 5, "version": 0,
-          # the adapters to PaddleDetection and PaddleSeg: above the models, data and engine they plug in
-          "det": 3, "seg": 3}
+          # the adapters to PaddleDetection and PaddleSeg: above the models, data and engine they plug in;
+          # to PaddleX: above the exports it registers
+          "det": 3, "seg": 3, "paddlex": 3}
 SIDEWAYS_FORBIDDEN = {"arch", "data", "loss", "metric", "optimizer"}  # level 1: independent of each other
 
 

@@ -38,6 +38,8 @@ ARCH_ORDER = {
 INFERENCE_ORDER = {
     "ppcls.inference.labels": 0, "ppcls.inference.pipeline": 0,
     "ppcls.inference.backend": 0,    # which backend: reads backend.json, runs nothing
+    "ppcls.inference.preprocess_spec": 0,    # the recorded preprocessing as plain numbers
+    "ppcls.inference.onnx_metadata": 1, "ppcls.inference.paddleclas_deploy": 1,  # write them for other runtimes
     "ppcls.inference.predictor": 1,  # asks backend which one to run
     "ppcls.inference.onnx": 2,       # converts, and checks the conversion with two predictors
     "ppcls.inference.probe": 3,      # times both predictors on a converted model, writes backend.json

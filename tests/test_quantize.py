@@ -44,7 +44,7 @@ def test_quantize_prints_the_line_and_writes_an_onnxruntime_int8_folder(exported
     assert m, r.stdout[-1000:]
     fp32, int8 = float(m.group(1)), float(m.group(2))
     assert 0 <= fp32 <= 1 and 0 <= int8 <= 1
-    assert sorted(os.listdir(out)) == ["backend.json", "inference.onnx", "inference.yml"]
+    assert sorted(os.listdir(out)) == ["backend.json", "inference.onnx", "inference.yml", "inference_cls.yaml"]
     from ppcls.inference.predictor import read_meta
     meta = read_meta(out)
     assert meta["precision"] == "int8" and meta["image_shape"] == [3, 32, 32]

@@ -10,6 +10,7 @@ import paddle.nn.functional as F
 import yaml
 
 from ..arch import DistillationModel, build_model, load_pretrained
+from ..data.preprocess.ops import interpolation_flag, parse_scale
 from ..utils.errors import ConfigError
 from ..utils.logger import logger
 from ..utils.registry import split_entry
@@ -101,17 +102,75 @@ def deploy_transforms(config):
     return recorded, where
 
 
-def deploy_meta(config, transform_ops=None):
-    """The model name, preprocessing (``deploy_transforms``, unless given) and post-processing (top-k and
-    the label list) that inference.yml records for the deploy predictor."""
+# cv2 codes -> the interpolation names both PaddleX (upper case, per backend) and ResizeImage here read;
+# lanczos and PIL's box filter have no name both read, so such an op is recorded as the config gives it
+PORTABLE_INTERPOLATION = {"cv2": {0: "NEAREST", 1: "LINEAR", 2: "BICUBIC", 3: "AREA"},
+                          "pil": {0: "NEAREST", 1: "BILINEAR", 2: "BICUBIC"}}
+
+
+def _portable_op(name, options, where):
+    """One op as both this project's preprocessing and PaddleX's read it: numbers where configs may give
+    fraction strings, interpolation names both know, NormalizeImage laid out HWC (PaddleX transposes in a
+    separate ToCHWImage). Returns ``(op, needs_chw)``: whether a ToCHWImage must follow."""
+    if name == "NormalizeImage":
+        out = dict(options)
+        out["scale"] = parse_scale(1.0 / 255.0 if options.get("scale") is None else options["scale"],
+                                   f"{where}.NormalizeImage.scale")
+        for key, default in (("mean", [0.485, 0.456, 0.406]), ("std", [0.229, 0.224, 0.225])):
+            value = default if options.get(key) is None else options[key]
+            out[key] = [float(value)] * 3 if isinstance(value, (int, float)) else [float(v) for v in value]
+        order = options.get("order", "chw")
+        out["order"] = "" if order in ("chw", "hwc", "") else order
+        return {name: out}, order == "chw"
+    if name == "ResizeImage" and options.get("interpolation") is not None:
+        backend = options.get("backend", "cv2")
+        code = interpolation_flag(options["interpolation"], f"{where}.ResizeImage")
+        portable = PORTABLE_INTERPOLATION.get(backend, {}).get(code)
+        if portable is not None:
+            return {name: dict(options, interpolation=portable)}, False
+    return {name: copy.deepcopy(options) if options else None}, False
+
+
+def portable_transforms(transform_ops, image_shape=None, where="PreProcess.transform_ops"):
+    """The preprocessing as inference.yml records it, readable by this project's predictor and by PaddleX 3's
+    image-classification predictor alike: the same computation, with numbers instead of fraction strings,
+    NormalizeImage HWC followed by ToCHWImage, and the resize written out. Ops without a geometric step
+    (only NormalizeImage / ToCHWImage: images already at the model's size, as the digits config has) get
+    a ResizeImage to ``image_shape`` (C, H, W) first, which leaves an image of that size untouched: PaddleX's
+    predictor (paddlex/inference/models/image_classification/predictor.py) always runs a resize. Ops it
+    does not know are kept as given: this project's predictor runs them; ``ppcls.paddlex.check_export``
+    names them."""
+    recorded = []
+    for i, op in enumerate(transform_ops):
+        name, options = split_entry(op, f"{where}.{i}")
+        converted, needs_chw = _portable_op(name, options, f"{where}.{i}")
+        recorded.append(converted)
+        if needs_chw:
+            if i + 1 < len(transform_ops):
+                recorded[-1] = copy.deepcopy(op)  # ops after it expect CHW: only the original layout keeps that
+            else:
+                recorded.append({"ToCHWImage": None})
+    names = {next(iter(op)) for op in recorded}
+    if names <= {"NormalizeImage", "ToCHWImage"} and image_shape is not None and len(image_shape) == 3:
+        recorded.insert(0, {"ResizeImage": {"size": [int(image_shape[2]), int(image_shape[1])]}})
+    return recorded
+
+
+def deploy_meta(config, transform_ops=None, where="PreProcess.transform_ops"):
+    """The model name, preprocessing (``deploy_transforms``, unless given, in ``portable_transforms`` form)
+    and post-processing (top-k and the label list) that inference.yml records, in the layout PaddleX 3
+    reads (``Global.model_name``; ``PostProcess`` holding only ``Topk``, each key of which it builds as an
+    op). ``model`` repeats the name for the readers of older exports (the service)."""
     infer = config.get("Infer") or {}
     post = dict(infer.get("PostProcess") or {"name": "Topk", "topk": 5})
     if transform_ops is None:
-        transform_ops, _ = deploy_transforms(config)
-    return {"model": config["Arch"]["name"],
-            "PreProcess": {"transform_ops": transform_ops},
-            "PostProcess": {"main_indicator": "Topk",
-                            "Topk": {"topk": int(post.get("topk", 5)),
+        transform_ops, where = deploy_transforms(config)
+    name = config["Arch"]["name"]
+    image_shape = (config.get("Global") or {}).get("image_shape") or [3, 224, 224]
+    return {"Global": {"model_name": name},
+            "model": name,
+            "PreProcess": {"transform_ops": portable_transforms(transform_ops, image_shape, where)},
+            "PostProcess": {"Topk": {"topk": int(post.get("topk", 5)),
                                      "label_list": label_names(post.get("class_id_map_file"))}}}
 
 
@@ -121,10 +180,13 @@ def export(config, out_dir=None, probe=None):
     onnxruntime are timed on the exported model (it is converted to inference.onnx for that) and the
     result is stored as ``backend.json``, which the deploy predictor's ``backend: auto`` follows."""
     g = config["Global"]
-    transform_ops, where = deploy_transforms(config)  # before any work: a config that cannot deploy fails first
+    # before any work: a config that cannot deploy fails first
+    transform_ops, where = deploy_transforms(config)
+    meta = deploy_meta(config, transform_ops, where)
     if where == EVAL_TRANSFORMS:
         logger.info(f"Infer.transforms is not set: inference.yml records the evaluation's preprocessing ({where} "
-                    f"without DecodeImage, ending CHW): {[next(iter(op)) for op in transform_ops]}")
+                    f"without DecodeImage, ending CHW, the resize written out): "
+                    f"{[next(iter(op)) for op in meta['PreProcess']['transform_ops']]}")
     arch = dict(config["Arch"])
     add_softmax = arch.pop("infer_add_softmax", True)
     model = build_model(arch, training=False)
@@ -132,11 +194,10 @@ def export(config, out_dir=None, probe=None):
         load_pretrained(model, arch["name"], g["pretrained_model"], where="Global.pretrained_model")
     else:
         logger.warning("Global.pretrained_model is not set: exporting randomly initialised weights")
-    meta = deploy_meta(config, transform_ops)
     if isinstance(model, DistillationModel):
         # only the model infer_model_name names is deployed: its parameters, its outputs
         name = model.infer_model_name
-        meta["model"] = model.arch_names[name]
+        meta["model"] = meta["Global"]["model_name"] = model.arch_names[name]
         logger.info(f"DistillationModel: exporting {name} ({meta['model']}, Arch.infer_model_name) alone")
         model = model.infer_model
     out_dir = out_dir or g.get("save_inference_dir") or "./inference"
@@ -154,4 +215,7 @@ def export(config, out_dir=None, probe=None):
                     f"backend: auto will use {LABELS[result['backend']]} (per batch: "
                     + ", ".join(f"{b}: {LABELS[v]}" for b, v in result["by_batch"].items())
                     + f"), stored in {os.path.join(out_dir, 'backend.json')}")
+    from .paddleclas_deploy import write_paddleclas_config
+    from .predictor import read_meta
+    write_paddleclas_config(out_dir, read_meta(out_dir), infer_imgs=(config.get("Infer") or {}).get("infer_imgs"))
     return out_dir

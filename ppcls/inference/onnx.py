@@ -44,6 +44,10 @@ def convert_to_onnx(model_dir, opset=11):
         named = set(re.findall(r"Operator[: ]+\[?([A-Za-z0-9_]+)\]?", text))
         which = ", ".join(sorted(named | ops)) or "see paddle2onnx's output"
         raise ConfigError(f"paddle2onnx could not convert {_model_name(model_dir)} ({model_dir}): unsupported op(s): {which}")
+    from .onnx_metadata import write_onnx_metadata
+    from .paddleclas_deploy import mark_onnx
+    write_onnx_metadata(out, read_meta(model_dir), os.path.join(model_dir, "inference.yml"))
+    mark_onnx(model_dir)
     return out
 
 

@@ -15,9 +15,10 @@ DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; and a
 Concat whose inputs' ranges differ by more than 4x split into a sum of Convs, one per input, so that
 no input is squeezed into the others' int8 scale.
 
-The output folder holds ``inference.onnx`` (the INT8 model), ``inference.yml`` (the export's
-pre/post-processing, ``precision: int8`` and how it was quantized) and ``backend.json`` (onnxruntime,
-with the int8 and fp32 speeds measured here), so the deploy predictor, predict_cls.py, the HTTP
+The output folder holds ``inference.onnx`` (the INT8 model, its preprocessing and labels in its
+metadata_props), ``inference.yml`` (the export's pre/post-processing, ``precision: int8`` and how it was
+quantized), ``backend.json`` (onnxruntime, with the int8 and fp32 speeds measured here) and
+``inference_cls.yaml`` (PaddleClas 2.6's deploy config for it), so the deploy predictor, predict_cls.py, the HTTP
 service and ``ppcls benchmark --mode int8`` load it as they load an export. Both models are then
 evaluated on the config's eval list; the last line printed is ``fp32 top1: X int8 top1: Y``.
 """
@@ -500,6 +501,8 @@ def write_int8_folder(int8_path, out_dir, source_dir, info):
     meta = dict(read_meta(source_dir), precision="int8", quantization=info)
     with open(os.path.join(out_dir, "inference.yml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
+    from .onnx_metadata import write_onnx_metadata
+    write_onnx_metadata(os.path.join(out_dir, "inference.onnx"), meta, os.path.join(source_dir, "inference.yml"))
     return out_dir
 
 
@@ -649,6 +652,8 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
                                f"{acc['fp32'][0]:.5f} on the eval list ({acc['fp32'][2]} images); {out_dir} not written "
                                "(try --sensitivity, --calib-method, more --calib-images)")
         _install(staged, out_dir)
+        from .paddleclas_deploy import write_paddleclas_config  # after the move: it names out_dir's files
+        write_paddleclas_config(out_dir, read_meta(out_dir), infer_imgs=(config.get("Infer") or {}).get("infer_imgs"))
         logger.info(f"INT8 model written to {out_dir} (inference.onnx, inference.yml, {BACKEND_FILE})")
         return result
     finally:
