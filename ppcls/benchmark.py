@@ -97,7 +97,8 @@ def export_for_bench(name, image_size, class_num=1000, out_dir=None):
 
 def quantize_for_bench(model_dir, image_size, calib_images=8):
     """``model_dir``'s export as an INT8 folder beside it, calibrated on random images."""
-    from .inference.quantize import fp32_onnx, prepare, quantize_onnx, write_int8_folder
+    import onnx
+    from .inference.quantize import fp32_onnx, head_nodes, prepare, quantize_onnx, write_int8_folder
     work = model_dir.rstrip("/") + "_int8_work"
     fp32 = fp32_onnx(model_dir, os.path.join(work, "fp32"))
     rng = np.random.RandomState(0)
@@ -106,7 +107,9 @@ def quantize_for_bench(model_dir, image_size, calib_images=8):
     # no Conv(Concat) split: it follows the ranges of trained weights on real images (a digits-trained ReXNet_1_0
     # has none, an RLA net splits at its hidden state), which random weights on noise do not show
     prepared, _ = prepare(fp32, os.path.join(work, "prepared.onnx"), calib_batches=batches, split_ratio=0)
-    int8 = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method="minmax")
+    # the classifier head stays float32 as tools/quantize.py leaves it by default
+    int8 = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method="minmax",
+                         fp32_nodes=head_nodes(onnx.load(prepared)))
     out = write_int8_folder(int8, model_dir.rstrip("/") + "_int8", model_dir,
                             {"method": "onnxruntime QDQ, per-channel", "calibration": INT8_NOTE})
     shutil.rmtree(work, ignore_errors=True)

@@ -160,3 +160,72 @@ def test_quantize_tool_sweeps_and_refuses_a_drop_beyond_max_drop(tmp_path, monke
     with pytest.raises(RunError, match=r"--max-drop 0.5: int8 top-1 .* is 10.00 points below fp32 .* not written"):
         q.quantize(get_config(path, []), inf, out, calib_images=12, max_drop=0.5, speed_batches=(1,))
     assert {f: os.path.getmtime(os.path.join(out, f)) for f in os.listdir(out)} == before
+
+
+def _close_classes_model(path):
+    """features (4 channels) -> GlobalAveragePool -> head Conv -> Flatten -> Softmax. Logits 0 and 1 are both
+    50 * f0 and differ by 0.05 * f1 (f1 = +-1): the top class is 1 or 0 by that small margin, within a range
+    of about 100 that uint8 cuts into steps of 0.4."""
+    w = np.zeros([3, 4, 1, 1], np.float32)
+    w[0, 0], w[1, 0], w[1, 1], w[2, 0] = 50.0, 50.0, 0.05, -50.0
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
+             helper.make_node("Conv", ["p", "w"], ["c"], name="head_conv"),
+             helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+             helper.make_node("Softmax", ["f"], ["y"], name="softmax", axis=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _close_batches(seed, n=4):
+    rng = np.random.RandomState(seed)
+    out = []
+    for _ in range(n):
+        b = np.zeros([8, 4, 4, 4], np.float32)
+        b[:, 0] = rng.uniform(-1, 1, (8, 1, 1))
+        b[:, 1] = rng.choice([-1.0, 1.0], (8, 1, 1))
+        b[:, 2:] = rng.randn(8, 2, 4, 4)
+        out.append(b)
+    return out
+
+
+def test_the_classifier_head_stays_float_and_keeps_close_classes_apart(tmp_path):
+    fp32 = _close_classes_model(str(tmp_path / "fp32.onnx"))
+    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), bn_as_conv=False)
+    head = q.head_nodes(onnx.load(prepared))
+    assert head == ["softmax", "flat", "head_conv"]
+    calib, held = _close_batches(0), _close_batches(1)
+    ref = q._logits(q._session(onnx.load(fp32)), held)
+    int8_head = onnx.load(q.quantize_onnx(prepared, str(tmp_path / "a.onnx"), calib, "minmax"))
+    float_head = onnx.load(q.quantize_onnx(prepared, str(tmp_path / "b.onnx"), calib, "minmax", fp32_nodes=head))
+    conv_a, conv_b = (next(n for n in m.graph.node if n.name == "head_conv") for m in (int8_head, float_head))
+    assert conv_a.input[1] != "w" and conv_b.input[1] == "w"  # float weights: a float product
+    # the features still arrive through int8 (the pooled tensor's QDQ); the logits are not rounded
+    assert any(n.op_type == "QuantizeLinear" and n.input[0] == "p" for n in float_head.graph.node)
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in ("c", "f", "y") for n in float_head.graph.node)
+    assert q.top1_flips(q._logits(q._session(int8_head), held), ref) > 0.2  # ties at the 0.4 steps
+    assert q.top1_flips(q._logits(q._session(float_head), held), ref) == 0.0
+
+
+def test_head_nodes_follows_one_tensor_back_to_a_weighted_layer():
+    def model(nodes, inits=(), outputs=("y",)):
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                                  [numpy_helper.from_array(np.ones(s, np.float32), n) for n, s in inits])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    w, b = ("w", [4, 3]), ("b", [3])
+    gemm_bias = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                 helper.make_node("Add", ["b", "m"], ["y"], name="bias")]  # the constant may come first
+    assert q.head_nodes(model(gemm_bias, [w, b])) == ["bias", "mm"]
+    two_branches = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+                    helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                    helper.make_node("Add", ["m", "r"], ["y"], name="join")]
+    assert q.head_nodes(model(two_branches, [w])) == []  # a residual sum is no head: left to onnxruntime
+    unknown = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"), helper.make_node("Relu", ["m"], ["y"], name="r")]
+    assert q.head_nodes(model(unknown, [w])) == []
+    two_outputs = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), helper.make_node("Relu", ["x"], ["z"])]
+    assert q.head_nodes(model(two_outputs, [w], outputs=("y", "z"))) == []

@@ -124,6 +124,9 @@ def _quantize_arguments(p):
                    help="--sensitivity and --calib-trials measure on this many train images that are not calibration images")
     p.add_argument("--max-drop", type=float, default=None,
                    help="refuse (exit 3, --out untouched) when int8 top-1 is more than this many points below fp32")
+    p.add_argument("--int8-head", action="store_true",
+                   help="quantize the classifier head too (default: its last layer and softmax stay float32, so the "
+                        "logits are not rounded to int8 steps)")
     p.add_argument("--keep-bn", action="store_true",
                    help="leave BatchNorms that follow no Conv as they are (default: rewrite them as 1x1 depthwise Conv)")
     p.add_argument("--no-split-concat", action="store_true",
@@ -142,7 +145,8 @@ def quantize(args):
             fp32_op_types=op_list(args.fp32_ops), int8_op_types=op_list(args.int8_ops) or None, threads=args.threads,
             bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat, calib_select=args.calib_select,
             seed=args.seed, sensitivity_sweep=args.sensitivity, max_drop=args.max_drop,
-            max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images, calib_trials=args.calib_trials)
+            max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images, calib_trials=args.calib_trials,
+            int8_head=args.int8_head)
     speed = ", ".join(f"{v:.2f}x at batch {b}" for b, v in r["speedup"].items())
     kept = f"; {len(r['fp32_layers'])} layer(s) kept in float32" if r["fp32_layers"] else ""
     print(f"int8 over fp32 speed (onnxruntime, {r['threads']} threads): {speed}{kept}", flush=True)

@@ -297,6 +297,41 @@ def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percenti
     return out_path
 
 
+# ops between the classifier's last layer and the output that pass one tensor on (their other inputs, if any,
+# are shapes or constants)
+_HEAD_PASS_OPS = {"Softmax", "LogSoftmax", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast",
+                  "Transpose", "Add", "Mul", "Div", "Sub"}
+
+
+def head_nodes(model):
+    """Names of the classifier head's nodes: the last Conv / Gemm / MatMul before the (single) output and the
+    ops after it (softmax, reshapes, a bias Add). They stay float32 by default: int8 there would round the
+    logits themselves to the uint8 steps of their range (about 0.1 to 0.2 on a digits model), which ties and
+    flips classes whose scores are close, and the softmax output to steps of 1/255; a float head costs one
+    small layer (a [N, C] x [C, K] product)."""
+    if len(model.graph.output) != 1:
+        return []
+    producer = {o: n for n in model.graph.node for o in n.output}
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    names, tensor = [], model.graph.output[0].name
+    while tensor in producer:
+        node = producer[tensor]
+        names.append(node.name)
+        if node.op_type in WEIGHTED_OPS:
+            return names
+        if node.op_type not in _HEAD_PASS_OPS:
+            break
+        if node.op_type in ("Add", "Mul", "Div", "Sub"):
+            data = [i for i in node.input if i and i not in constants]
+            if len(data) != 1:
+                break
+            tensor = data[0]
+        else:
+            tensor = node.input[0]
+    return []  # no single path from the output back to a weighted layer: quantize as onnxruntime chooses
+
+
 # -- per-layer sensitivity ---------------------------------------------------------------------------------
 def quantized_nodes(qdq_model, op_types=WEIGHTED_OPS):
     """Names of the ``op_types`` nodes of a QDQ model that read a DequantizeLinear output (int8 after
@@ -521,7 +556,7 @@ def _install(staged, out_dir):
 def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percentile", fp32_op_types=(), threads=0,
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
              split_ratio=4.0, int8_op_types=None, calib_select="random", seed=0, sensitivity_sweep=False,
-             max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1):
+             max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1, int8_head=False):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
     with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
 
@@ -531,7 +566,8 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
     ``max_drop`` points (0.5 when not set). ``max_drop`` (points of top-1): with ``evaluate_models``, a
     larger fp32 - int8 drop on the eval list raises RunError and ``out_dir`` is left as it was.
     ``calib_trials``: calibrate on that many seeded choices of images (seeds ``seed``, ``seed + 1``, ...) and
-    keep the one whose top-1 differs least from the float model's on the held-out images."""
+    keep the one whose top-1 differs least from the float model's on the held-out images. ``int8_head``:
+    quantize the classifier head too (``head_nodes``; by default it stays float32)."""
     _require_ort()
     import onnx
     from ..utils.device import available_cores
@@ -572,17 +608,20 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
                         f"transforms, {calib_method}); {n_bn} BatchNorm(s) not foldable into a Conv rewritten as 1x1 "
                         f"depthwise Conv, {rewrites['split_concat_conv']} Conv(Concat) split into a sum of Convs "
                         f"(inputs' ranges differing by more than {split_ratio:g}x)")
+            head = [] if int8_head else head_nodes(onnx.load(prepared))
             int8_path = quantize_onnx(prepared, os.path.join(work, f"int8_{t}.onnx"), batches, calib_method,
-                                      fp32_op_types, int8_op_types=int8_op_types)
+                                      fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=head)
             score = None
             if trials > 1:
                 out = _logits(_session(onnx.load(int8_path), threads), held)
                 score = (top1_flips(out, ref), float(np.mean((out - ref) ** 2)))
                 logger.info(f"calibration seed {seed + t}: top-1 flips against fp32 {100 * score[0]:.2f}% of "
                             f"{len(ref)} held-out train images, mean squared logit error {score[1]:.4g}")
-            results.append((score, seed + t, batches, calib_idx, n_calib, prepared, rewrites, int8_path))
+            results.append((score, seed + t, batches, calib_idx, n_calib, prepared, rewrites, int8_path, head))
         best = min(results, key=lambda r: r[0] or (0, 0))
-        _, calib_seed, batches, calib_idx, n_calib, prepared, rewrites, int8_path = best
+        _, calib_seed, batches, calib_idx, n_calib, prepared, rewrites, int8_path, head = best
+        if head:
+            logger.info(f"classifier head kept in float32 (--int8-head quantizes it): {', '.join(head)}")
         n_bn = rewrites["bn_as_conv"]
         if trials > 1:
             logger.info(f"kept the calibration of seed {calib_seed} (fewest flips, then the lowest error)")
@@ -603,19 +642,21 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
                      "tried": [[k, round(f, 5)] for k, f in tried]}
             if kept:
                 int8_path = quantize_onnx(prepared, os.path.join(work, "int8_kept.onnx"), batches, calib_method,
-                                          fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=kept)
+                                          fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=head + kept)
         report = op_report(int8_path, threads)
         info = {"method": "onnxruntime static quantization, QDQ, uint8 activations, int8 per-channel weights",
                 "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method,
                                 "select": calib_select, "seed": int(calib_seed), "trials": trials},
                 "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"], "fp32_op_types": list(fp32_op_types),
                 "int8_op_types": list(int8_op_types) if int8_op_types else "all", "fp32_layers": list(kept),
+                "fp32_head": list(head),
                 "int8_ops": dict(report["int8"]), "float32_ops": dict(report["float32"])}
         if swept is not None:
             info["sensitivity"] = swept
         staged = write_int8_folder(int8_path, os.path.join(work, "int8_out"), model_dir, info)
         logger.info(f"int8 ops after onnxruntime's graph optimisation: {format_ops(report['int8'])}")
-        logger.info(f"float32 compute ops left: {format_ops(report['float32'])}; QuantizeLinear x{report['quantize']}, "
+        head_note = f" (with the classifier head: {', '.join(head)})" if head else ""
+        logger.info(f"float32 compute ops left: {format_ops(report['float32'])}{head_note}; QuantizeLinear x{report['quantize']}, "
                     f"DequantizeLinear x{report['dequantize']}, Transpose x{report['transpose']}")
         settings = {"backend": "onnxruntime", "cpu_num_threads": threads}
         p32, p8 = Predictor(settings, fp32_dir, announce=False), Predictor(settings, staged, announce=False)
