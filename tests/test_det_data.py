@@ -17,8 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _load_coco_check():
     # by path: ppcls/det/__init__.py imports PaddleDetection (checks its version, patches it), and the
-    # check must run, and be tested, without it
-    spec = importlib.util.spec_from_file_location("coco_check_under_test",
+    # check must run, and be tested, without it; under the module's own name, which mutation runs
+    # (tests/mutation.sh) attribute the calls by
+    spec = importlib.util.spec_from_file_location("ppcls.det.coco_check",
                                                   os.path.join(ROOT, "ppcls", "det", "coco_check.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

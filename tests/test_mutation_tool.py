@@ -62,3 +62,34 @@ def test_report_counts_each_result_and_leaves_equivalent_and_unchecked_mutants_o
     row = "| loss/celoss.py | 6 | 3 | 0 | 2 | 0 | 1 | 100.0% |"
     assert row in capsys.readouterr().out
     assert (tree / "table.md").read_text() == row + "\n"
+
+
+def test_functions_paddle_compiles_are_left_unmutated_and_keep_their_lines(tree, monkeypatch, capsys):
+    """A Layer's forward that paddle.jit.to_static compiles cannot be a mutmut trampoline: the tool marks it
+    "# pragma: no mutate block" in the scratch copy (its lines stay where they were) and mutmut's generator
+    then makes no mutant of it, while the module's other functions are still mutated."""
+    source = ("class ExportModel:\n"
+              "    def forward(self, x,\n"
+              "                y=1):  # the output a deployment needs\n"
+              "        return x + y\n\n"
+              "    def other(self, x):\n"
+              "        return x + 1\n")
+    (tree / "ppcls/extra/thing.py").write_text(source)
+    monkeypatch.setitem(mutation_tool.NOT_MUTATED, "extra/thing.py", {"ExportModel.forward": "to_static"})
+    mutation_tool.write_config("extra/thing.py")
+    marked = (tree / "ppcls/extra/thing.py").read_text()
+    assert marked.splitlines()[2] == "                y=1):  # the output a deployment needs  # pragma: no mutate block"
+    assert [line for i, line in enumerate(marked.splitlines()) if i != 2] == \
+        [line for i, line in enumerate(source.splitlines()) if i != 2]
+    assert "thing.py:2: ExportModel.forward is not mutated: to_static" in capsys.readouterr().out
+    mutmut_files = pytest.importorskip("mutmut.mutation.file_mutation")
+    from mutmut.configuration import reset_config
+    reset_config()
+    try:
+        names = mutmut_files.mutate_file_contents("ppcls/extra/thing.py", marked).mutant_names
+    finally:
+        reset_config()
+    assert names and all("ǁother__mutmut_" in n for n in names), names
+    monkeypatch.setitem(mutation_tool.NOT_MUTATED, "extra/thing.py", {"ExportModel.gone": "renamed"})
+    with pytest.raises(SystemExit, match="NOT_MUTATED names ExportModel.gone, which extra/thing.py does not define"):
+        mutation_tool.write_config("extra/thing.py")

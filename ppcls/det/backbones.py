@@ -36,6 +36,8 @@ SKIPPED = {
     "ReXUNet": "a U-Net whose stages are its six one-channel sigmoid mask outputs, not feature maps",
 }
 _NO_STAGES = "paddle.vision model without return_stages (use ppdet's own {} instead)"
+_DLA_UP = ("the DLA-Up segmentation network (class scores at the input size, not stage feature maps); its base "
+           "DLA is a backbone")
 
 
 class ZooBackbone(nn.Layer):
@@ -95,6 +97,8 @@ def detection_backbone_names():
     for name in list_models():
         if name in SKIPPED:
             skipped[name] = SKIPPED[name]
+        elif name.startswith("DLAUp_"):
+            skipped[name] = _DLA_UP
         elif "return_stages" not in inspect.signature(MODELS.get(name)).parameters:
             skipped[name] = _NO_STAGES.format("ResNet" if name.startswith("ResNet") else "MobileNet")
         else:

@@ -42,6 +42,11 @@ def _cast_to(model_state, loaded):
 def load_detector_weights(model, path, what="weights"):
     """A whole detector's weights (``weights:`` for eval / infer / export): every key must fit."""
     prefix, file = _resolve(path, what)
+    _load_fitting(model, file, what)
+    return prefix
+
+
+def _load_fitting(model, file, what):
     state = load_state_file(file, what)
     target = model.state_dict()
     missing = [k for k in target if k not in state]
@@ -53,7 +58,6 @@ def load_detector_weights(model, path, what="weights"):
                           f"{len(mismatched)} shape-mismatched keys ({detail})")
     model.set_state_dict(_cast_to(target, {k: state[k] for k in target}))
     logger.info(f"loaded {what} {file}")
-    return prefix
 
 
 def load_pretrain_weights(model, path):
@@ -72,15 +76,24 @@ def load_pretrain_weights(model, path):
 
 def resume(trainer, path):
     """Model, optimizer (with its LR schedule) and epoch counter from a ppdet checkpoint prefix."""
-    prefix = load_detector_weights(trainer.model, path, "resume")
+    prefix, file = _resolve(path, "resume")
     opt_file = prefix + ".pdopt"
     if not os.path.isfile(opt_file):
         raise ConfigError(f"resume: {opt_file} not found (a checkpoint is a .pdparams and a .pdopt)")
+    with_ema = trainer.use_ema and os.path.isfile(prefix + ".pdema")
+    # with EMA, ppdet's save_model writes the EMA weights to .pdparams and the trained ones to .pdema (its
+    # load_weight swaps them back): the model resumes from .pdema, the EMA from .pdparams
+    _load_fitting(trainer.model, prefix + ".pdema" if with_ema else file, "resume")
     state = load_state_file(opt_file, "optimizer state")
     last_epoch = int(state.pop("last_epoch", 0))
     trainer.optimizer.set_state_dict(state)
-    if trainer.use_ema and os.path.isfile(prefix + ".pdema"):
-        trainer.ema.resume(load_state_file(prefix + ".pdema", "EMA weights"), last_epoch)
+    if with_ema:
+        import paddle
+        ema_state = load_state_file(file, "EMA weights")
+        # ModelEMA.resume takes tensors, and counts its decay warm-up in steps: the LR schedule's count, as
+        # ppdet's load_weight passes it
+        step = int(state.get("LR_Scheduler", {}).get("last_epoch", 0))
+        trainer.ema.resume({k: paddle.to_tensor(np.asarray(v)) for k, v in ema_state.items()}, step)
     trainer.start_epoch = last_epoch
     logger.info(f"resumed {prefix} at epoch {last_epoch}")
     return last_epoch
