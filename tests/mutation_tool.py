@@ -46,7 +46,8 @@ TESTS = {
     "engine/checkpoint.py": ["tests/test_resume_kill.py", "tests/test_faults.py", "tests/test_weights.py"],
     "arch/weights.py": ["tests/test_weights.py"],
     # a glob has no file stem to find its killer tests by: they are named here
-    "arch/convert/*": ["tests/test_weight_formats.py", "tests/test_weights.py", "tests/test_mutation_kills_convert.py"],
+    "arch/convert/*": ["tests/test_weight_formats.py", "tests/test_weights.py",
+                       "tests/test_mutation_kills_convert.py"],
     "optimizer/__init__.py": ["tests/test_loss_lr.py", "tests/test_config.py", "tests/test_mutation_kills_lr.py",
                               "tests/test_mutation_kills_optimizer.py"],
     # in-process tests only: calls made in the tools and servers the other tests start are invisible to mutmut's
