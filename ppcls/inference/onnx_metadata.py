@@ -31,7 +31,9 @@ def metadata(info, where="inference.yml"):
     try:
         spec = preprocess_spec.describe(preprocess_spec.transform_ops(info), f"{where}: PreProcess.transform_ops")
     except ConfigError as e:
-        logger.warning(f"ONNX metadata: no preprocessing recorded ({e})")
+        # an export always records its preprocessing; none at all is a timing model (the benchmark's own)
+        (logger.warning if preprocess_spec.transform_ops(info) else logger.info)(
+            f"ONNX metadata: no preprocessing recorded ({e})")
         props["preprocess_error"] = str(e)
     else:
         props.update({k: spec[k] for k in ("color_order", "resize", "center_crop", "scale", "mean", "std")},
