@@ -5,9 +5,9 @@
 
 onnxruntime static quantization in QDQ format: uint8 activations (asymmetric; their ranges calibrated
 on N images of the config's train list through its Eval transforms, by default at the 0.001 / 99.999
-percentiles, which keeps single outliers from stretching a range: plain min/max lost up to 2 points of
-top-1 on the digits where percentile kept fp32's), int8 per-channel weights (no reduced range: the
-VNNI dot products do not saturate). Graph preparations come first, each exact in float32:
+percentiles, which keeps single outliers from stretching a range; the README's INT8 table compares it with
+min/max on the digits models), int8 per-channel weights (no reduced range: the VNNI dot products do not
+saturate); the classifier head (``head_nodes``) stays float32. Graph preparations come first, each exact in float32:
 onnxruntime's own basic optimisations (BatchNorm folded into the Conv before it); every BatchNorm that
 could not be folded (pre-activation units, the RLA hidden state) rewritten as the equivalent 1x1
 depthwise Conv, so that it becomes an int8 QLinearConv too instead of float32 work between a
