@@ -113,7 +113,7 @@ def _images(args):
         if not os.path.isdir(args.infer_dir):
             raise ConfigError(f"--infer_dir: {args.infer_dir} is not a folder")
         found = sorted(f for f in glob.glob(os.path.join(args.infer_dir, "*"))
-                       if f.lower().endswith(IMAGE_EXTS))
+                       if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(f))
         if not found:
             raise ConfigError(f"--infer_dir: no {'/'.join(IMAGE_EXTS)} images in {args.infer_dir}")
         return [os.path.abspath(f) for f in found]

@@ -155,12 +155,13 @@ def _image_list(image_path):
     if not os.path.exists(image_path):
         raise ConfigError(f"--image_path: not found: {image_path}")
     from paddleseg.utils import get_image_list
-    images, image_dir = get_image_list(image_path)
+    try:
+        images, image_dir = get_image_list(image_path)
+    except RuntimeError:  # PaddleSeg's "There are not image file in ...": an empty folder or list
+        raise ConfigError(f"--image_path: no images in {image_path}") from None
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         raise ConfigError(f"--image_path {image_path}: image not found: {missing[0]}")
-    if not images:
-        raise ConfigError(f"--image_path: no images in {image_path}")
     return images, image_dir
 
 
@@ -217,7 +218,10 @@ def val(args):
     _load(state["model"], args.model_path)
     dataset = _build(state, "val_dataset", args.config)
     test_config = dict(state["cfg"].test_config or {})
-    test_config.update({k: v for k, v in _test_config(args).items() if v not in (None, False, 1.0)})
+    # the flags given (not at their defaults) override the config's; "v not in (None, False, 1.0)" would drop
+    # True as well, since True == 1.0
+    test_config.update({k: v for k, v in _test_config(args).items()
+                        if v is not None and v is not False and not (k == "scales" and v == 1.0)})
     # PaddleSeg's evaluate prints "[EVAL] #Images: N mIoU: .. Acc: .. Kappa: .. Dice: .." and the per-class IoU
     evaluate(state["model"], dataset, num_workers=args.num_workers, **test_config)
     return 0
