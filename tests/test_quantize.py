@@ -178,6 +178,82 @@ def test_split_concat_conv_is_exact(tmp_path):
     assert np.abs(a - c).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
 
 
+def _bottleneck_graph(rng, tail="slices"):
+    """A ReXNet-like block on odd channel counts: 1x1 expand (8 -> 6) with SiLU, 3x3 depthwise, SE (6 -> 3 -> 6,
+    sigmoid gate, per-channel constant bias), ReLU6, 1x1 project (6 -> 5), then the residual's channel slices
+    (or, with ``tail="reshape"``, a Reshape reading the expanded channels: not paddable)."""
+    from onnx import TensorProto, helper, numpy_helper
+    w = {n: numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("we", rng.randn(6, 8, 1, 1)), ("be", rng.randn(6)), ("wd", rng.randn(6, 1, 3, 3)), ("bd", rng.randn(6)),
+        ("w1", rng.randn(3, 6, 1, 1)), ("b1", rng.randn(3)), ("w2", rng.randn(6, 3, 1, 1)), ("b2", rng.randn(6)),
+        ("k", rng.randn(1, 6, 1, 1)), ("wp", rng.randn(5, 6, 1, 1)), ("bp", rng.randn(5)))}
+    ints = {n: numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (
+        ("s0", [0]), ("e0", [3]), ("s1", [3]), ("e1", [2 ** 62]), ("ax", [1]), ("shape", [2, -1]))}
+    lo, hi = (numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0), ("hi", 6.0)))
+    nodes = [helper.make_node("Conv", ["x", "we", "be"], ["e"], name="expand"),
+             helper.make_node("Sigmoid", ["e"], ["es"]), helper.make_node("Mul", ["e", "es"], ["silu"]),
+             helper.make_node("Conv", ["silu", "wd", "bd"], ["d"], group=6, pads=[1, 1, 1, 1], name="dw"),
+             helper.make_node("GlobalAveragePool", ["d"], ["p"]),
+             helper.make_node("Conv", ["p", "w1", "b1"], ["r"], name="se_reduce"), helper.make_node("Relu", ["r"], ["rr"]),
+             helper.make_node("Conv", ["rr", "w2", "b2"], ["g"], name="se_expand"),
+             helper.make_node("Add", ["g", "k"], ["gk"]), helper.make_node("Sigmoid", ["gk"], ["gs"]),
+             helper.make_node("Mul", ["d", "gs"], ["dg"]), helper.make_node("Clip", ["dg", "lo", "hi"], ["c"]),
+             helper.make_node("Conv", ["c", "wp", "bp"], ["o"], name="project")]
+    if tail == "slices":
+        nodes += [helper.make_node("Slice", ["o", "s0", "e0", "ax"], ["o0"]), helper.make_node("Slice", ["o", "s1", "e1", "ax"], ["o1"]),
+                  helper.make_node("Concat", ["o1", "o0"], ["out"], axis=1)]
+        out_shape = [2, 5, 6, 6]
+    else:
+        nodes = nodes[:-1] + [helper.make_node("Reshape", ["c", "shape"], ["out"])]
+        out_shape = [2, 216]
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 6, 6])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, out_shape)],
+                              list(w.values()) + list(ints.values()) + [lo, hi])
+    import onnx
+    return onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+
+
+def test_pad_channels_is_exact_and_aligns_the_int8_kernels(tmp_path):
+    """The expanded 6 channels (with a depthwise Conv: to 16), the SE's 3 (to 4) and the projection's 5 (to 8,
+    its slices end where they did) get zero channels; the output is the same (up to the float32 summation order)."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from ppcls.inference.quantize import pad_channels
+    rng = np.random.RandomState(0)
+    model = _bottleneck_graph(rng)
+    before = str(tmp_path / "a.onnx")
+    onnx.save(model, before)
+    assert pad_channels(model) == 3
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+    shapes = {name: inits[n.input[1]].shape for name, n in convs.items()}
+    assert shapes == {"expand": (16, 8, 1, 1), "dw": (16, 1, 3, 3), "se_reduce": (4, 16, 1, 1),
+                      "se_expand": (16, 4, 1, 1), "project": (8, 16, 1, 1)}
+    assert next(a.i for a in convs["dw"].attribute if a.name == "group") == 16
+    assert not inits[convs["expand"].input[1]][6:].any() and not inits[convs["project"].input[1]][:, 6:].any()
+    ends = [int(inits[n.input[2]][0]) for n in model.graph.node if n.op_type == "Slice"]
+    assert ends == [3, 5]  # the slice "to the end" stops before the padding
+    after = str(tmp_path / "b.onnx")
+    onnx.save(model, after)
+    x = {"x": rng.randn(2, 8, 6, 6).astype(np.float32)}
+    a = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    b = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    assert a.shape == b.shape == (2, 5, 6, 6) and np.abs(a - b).max() < 1e-5 * np.abs(a).max()
+    # a region read by an op that would see the extra channels (a Reshape) is left as it is (the expanded
+    # channels, the SE gate that multiplies them); the SE's reduction is padded alone
+    model = _bottleneck_graph(rng, tail="reshape")
+    assert pad_channels(model) == 1
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert [inits[n.input[1]].shape for n in model.graph.node if n.op_type == "Conv"] == [
+        (6, 8, 1, 1), (6, 1, 3, 3), (4, 6, 1, 1), (6, 4, 1, 1)]
+    # multiples already met: nothing to do
+    model = _bottleneck_graph(rng)
+    assert pad_channels(model, dense_multiple=1, depthwise_multiple=1) == 0
+
+
 @pytest.mark.slow  # the quick tier quantizes through tools/quantize.py (above) and benchmarks in tests/test_perf.py
 def test_benchmark_int8_mode(tmp_path):
     r = run_tool("benchmark.py", "-a", "DLA46_c", "--batch-size", "1", "--image-size", "32", "--mode", "onnx,int8",
