@@ -178,17 +178,20 @@ def test_split_concat_conv_is_exact(tmp_path):
     assert np.abs(a - c).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
 
 
-def _bottleneck_graph(rng, tail="slices"):
-    """A ReXNet-like block on odd channel counts: 1x1 expand (8 -> 6) with SiLU, 3x3 depthwise, SE (6 -> 3 -> 6,
-    sigmoid gate, per-channel constant bias), ReLU6, 1x1 project (6 -> 5), then the residual's channel slices
-    (or, with ``tail="reshape"``, a Reshape reading the expanded channels: not paddable)."""
+def _bottleneck_graph(rng, tail="residual"):
+    """A ReXNet block on odd channel counts: 1x1 expand (8 -> 6) with SiLU, 3x3 depthwise, SE (6 -> 3 -> 6, sigmoid
+    gate, per-channel constant bias), ReLU6, 1x1 project (6 -> 5); then ReXNet's partial residual (the input's
+    first 3 channels added to the first 3 of the 5, the other 2 concatenated), a Conv reading the block output and
+    an Add of the block output to a slice of the image (made outside any region). ``tail="output"``: the expanded
+    channels are the graph's output instead (not paddable)."""
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
     w = {n: numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
         ("we", rng.randn(6, 8, 1, 1)), ("be", rng.randn(6)), ("wd", rng.randn(6, 1, 3, 3)), ("bd", rng.randn(6)),
         ("w1", rng.randn(3, 6, 1, 1)), ("b1", rng.randn(3)), ("w2", rng.randn(6, 3, 1, 1)), ("b2", rng.randn(6)),
-        ("k", rng.randn(1, 6, 1, 1)), ("wp", rng.randn(5, 6, 1, 1)), ("bp", rng.randn(5)))}
+        ("k", rng.randn(1, 6, 1, 1)), ("wp", rng.randn(5, 6, 1, 1)), ("bp", rng.randn(5)), ("wn", rng.randn(8, 5, 3, 3)))}
     ints = {n: numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (
-        ("s0", [0]), ("e0", [3]), ("s1", [3]), ("e1", [2 ** 62]), ("ax", [1]), ("shape", [2, -1]))}
+        ("s0", [0]), ("e3", [3]), ("e5", [5]), ("s3", [3]), ("end", [2 ** 62]), ("ax", [1]), ("shape", [2, -1]))}
     lo, hi = (numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0), ("hi", 6.0)))
     nodes = [helper.make_node("Conv", ["x", "we", "be"], ["e"], name="expand"),
              helper.make_node("Sigmoid", ["e"], ["es"]), helper.make_node("Mul", ["e", "es"], ["silu"]),
@@ -197,25 +200,31 @@ def _bottleneck_graph(rng, tail="slices"):
              helper.make_node("Conv", ["p", "w1", "b1"], ["r"], name="se_reduce"), helper.make_node("Relu", ["r"], ["rr"]),
              helper.make_node("Conv", ["rr", "w2", "b2"], ["g"], name="se_expand"),
              helper.make_node("Add", ["g", "k"], ["gk"]), helper.make_node("Sigmoid", ["gk"], ["gs"]),
-             helper.make_node("Mul", ["d", "gs"], ["dg"]), helper.make_node("Clip", ["dg", "lo", "hi"], ["c"]),
-             helper.make_node("Conv", ["c", "wp", "bp"], ["o"], name="project")]
-    if tail == "slices":
-        nodes += [helper.make_node("Slice", ["o", "s0", "e0", "ax"], ["o0"]), helper.make_node("Slice", ["o", "s1", "e1", "ax"], ["o1"]),
-                  helper.make_node("Concat", ["o1", "o0"], ["out"], axis=1)]
-        out_shape = [2, 5, 6, 6]
+             helper.make_node("Mul", ["d", "gs"], ["dg"]), helper.make_node("Clip", ["dg", "lo", "hi"], ["c"])]
+    if tail == "residual":
+        nodes += [helper.make_node("Conv", ["c", "wp", "bp"], ["o"], name="project"),
+                  helper.make_node("Slice", ["o", "s0", "e3", "ax"], ["o_head"]),
+                  helper.make_node("Slice", ["o", "s3", "end", "ax"], ["o_tail"]),
+                  helper.make_node("Slice", ["x", "s0", "e3", "ax"], ["x3"]),
+                  helper.make_node("Add", ["o_head", "x3"], ["sum"]),
+                  helper.make_node("Concat", ["sum", "o_tail"], ["y"], axis=1),
+                  helper.make_node("Conv", ["y", "wn"], ["next"], pads=[1, 1, 1, 1], name="next"),
+                  helper.make_node("Slice", ["x", "s0", "e5", "ax"], ["x5"]),
+                  helper.make_node("Add", ["y", "x5"], ["out"])]
+        outs = [("next", [2, 8, 6, 6]), ("out", [2, 5, 6, 6])]
     else:
-        nodes = nodes[:-1] + [helper.make_node("Reshape", ["c", "shape"], ["out"])]
-        out_shape = [2, 216]
+        outs = [("c", [2, 6, 6, 6])]
     graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 6, 6])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, out_shape)],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outs],
                               list(w.values()) + list(ints.values()) + [lo, hi])
-    import onnx
     return onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
 
 
 def test_pad_channels_is_exact_and_aligns_the_int8_kernels(tmp_path):
-    """The expanded 6 channels (with a depthwise Conv: to 16), the SE's 3 (to 4) and the projection's 5 (to 8,
-    its slices end where they did) get zero channels; the output is the same (up to the float32 summation order)."""
+    """The expanded 6 channels (with a depthwise Conv: to 16), the SE's 3 (to 4) and the block's 5 (to 8) get zero
+    channels: the projection writes 8, the residual's slice to the last channel and the Concat carry the 3 extra
+    ones to the next Conv, which reads 8; the Add of the block output to a tensor made elsewhere reads the 5 real
+    channels through an added Slice. The outputs are those of the original graph."""
     onnx = pytest.importorskip("onnx")
     import onnxruntime as ort
     from onnx import numpy_helper
@@ -231,20 +240,25 @@ def test_pad_channels_is_exact_and_aligns_the_int8_kernels(tmp_path):
     convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
     shapes = {name: inits[n.input[1]].shape for name, n in convs.items()}
     assert shapes == {"expand": (16, 8, 1, 1), "dw": (16, 1, 3, 3), "se_reduce": (4, 16, 1, 1),
-                      "se_expand": (16, 4, 1, 1), "project": (8, 16, 1, 1)}
+                      "se_expand": (16, 4, 1, 1), "project": (8, 16, 1, 1), "next": (8, 8, 3, 3)}
     assert next(a.i for a in convs["dw"].attribute if a.name == "group") == 16
     assert not inits[convs["expand"].input[1]][6:].any() and not inits[convs["project"].input[1]][:, 6:].any()
-    ends = [int(inits[n.input[2]][0]) for n in model.graph.node if n.op_type == "Slice"]
-    assert ends == [3, 5]  # the slice "to the end" stops before the padding
+    assert not inits[convs["next"].input[1]][:, 5:].any()
+    slices = {n.output[0]: (int(inits[n.input[1]][0]), int(inits[n.input[2]][0])) for n in model.graph.node
+              if n.op_type == "Slice"}
+    assert slices == {"o_head": (0, 3), "o_tail": (3, 8), "x3": (0, 3), "x5": (0, 5), "y_unpadded": (0, 5)}
+    add = next(n for n in model.graph.node if n.output[0] == "out")
+    assert list(add.input) == ["y_unpadded", "x5"]
     after = str(tmp_path / "b.onnx")
     onnx.save(model, after)
     x = {"x": rng.randn(2, 8, 6, 6).astype(np.float32)}
-    a = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, x)[0]
-    b = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, x)[0]
-    assert a.shape == b.shape == (2, 5, 6, 6) and np.abs(a - b).max() < 1e-5 * np.abs(a).max()
-    # a region read by an op that would see the extra channels (a Reshape) is left as it is (the expanded
-    # channels, the SE gate that multiplies them); the SE's reduction is padded alone
-    model = _bottleneck_graph(rng, tail="reshape")
+    a = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, x)
+    b = ort.InferenceSession(after, providers=["CPUExecutionProvider"]).run(None, x)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape and np.abs(u - v).max() < 1e-5 * np.abs(u).max()
+    # a region holding a graph output is left as it is (the expanded channels, the SE gate that multiplies them);
+    # the SE's reduction is padded alone
+    model = _bottleneck_graph(rng, tail="output")
     assert pad_channels(model) == 1
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     assert [inits[n.input[1]].shape for n in model.graph.node if n.op_type == "Conv"] == [

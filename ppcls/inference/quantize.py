@@ -259,16 +259,18 @@ def _pad_input(model, inits, node, k, axis, pad, value=0.0):
 
 def pad_channels(model, dense_multiple=DENSE_CHANNEL_MULTIPLE, depthwise_multiple=DEPTHWISE_CHANNEL_MULTIPLE):
     """Give the channels between dense Convs a count onnxruntime's int8 kernels run at full speed, exactly in
-    float32. A region is the set of 4-D tensors joined by channel-wise ops (activations, pooling, depthwise
-    Convs, elementwise Add / Mul / ... of two region tensors or of a per-channel constant), all of one channel
-    count C, produced only by dense Convs (group 1, constant weights) and those ops, and read only by those
-    ops, by dense Convs (as their input) and by channel Slices that end within C. Its C is padded with zero
-    channels to a multiple of ``depthwise_multiple`` (with a depthwise Conv in it) or ``dense_multiple``: the
-    producing Convs get zero weights and biases for them, the depthwise Convs zero weights, the reading Convs
-    zero weights; the extra channels never reach a real one. This is ReXNet's expanded channels (162 -> 176,
-    228 -> 240, ...), its SE and its block outputs before the residual slices. Returns the number of regions
-    padded."""
-    from onnx import numpy_helper
+    float32. A region is a set of 4-D tensors joined by channel-wise ops (activations, pooling, depthwise Convs,
+    elementwise Add / Mul / ... of two region tensors or with a per-channel constant), by channel Slices that run
+    to the last channel and by the last input of a channel Concat; its tensors are produced by dense Convs (group
+    1, constant weights) and those ops. The region's tensors get P extra channels at their end, P the same for
+    all, so that every Conv reading or writing one has a multiple of ``depthwise_multiple`` channels (with a
+    depthwise Conv in the region) or of ``dense_multiple``: the producing Convs get zero weights and biases for
+    them, depthwise Convs zero weights, reading Convs zero weights, and every other reader (a Slice ending within
+    the real channels, an op that would see the extra channels) reads the real channels only (an added Slice;
+    on int8 data a copy). An elementwise op joining a region tensor to one made elsewhere is read that way too.
+    This is ReXNet's expanded channels (162 -> 176, 228 -> 240, ...), its SE and its block outputs (38 -> 40).
+    Returns the number of regions padded."""
+    from onnx import helper, numpy_helper
     inits = {i.name: i for i in model.graph.initializer}
     consts = set(inits) | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     shapes = {}
@@ -299,101 +301,158 @@ def pad_channels(model, dense_multiple=DENSE_CHANNEL_MULTIPLE, depthwise_multipl
         w = weight_shape(n)
         return w is not None and len(w) == 4 and w[1] == 1 and _attr(n, "group", 1) == w[0] == channels(n.input[0])
 
-    def channelwise_inputs(n):  # the data inputs whose channels map one to one onto the output's
+    def channel_slice(n):  # (start, end) of a constant step-1 Slice on axis 1 only, else None
+        if n.op_type != "Slice" or len(n.input) < 4 or not all(i in inits for i in n.input[1:4]):
+            return None
+        if len(n.input) > 4 and n.input[4] and (n.input[4] not in inits or np.any(numpy_helper.to_array(inits[n.input[4]]) != 1)):
+            return None
+        axes = [int(a) % 4 for a in numpy_helper.to_array(inits[n.input[3]])]
+        c = channels(n.input[0])
+        if axes != [1] or c is None:
+            return None
+        start, end = (int(numpy_helper.to_array(inits[i])[0]) for i in n.input[1:3])
+        return (start + c if start < 0 else min(start, c)), (end + c if end < 0 else min(end, c))
+
+    def joined_inputs(n, cut):  # the inputs a node's output shares its (padded) channel layout with
         if n.op_type in _PAD_UNARY or n.op_type in _PAD_POOL or depthwise(n):
             return [n.input[0]]
-        if n.op_type in _PAD_BINARY:
+        if n.op_type in _PAD_BINARY and id(n) not in cut:
             return [i for i in n.input if i not in consts]
+        if n.op_type == "Slice":
+            s = channel_slice(n)
+            return [n.input[0]] if s and s[0] < s[1] == channels(n.input[0]) else []
+        if n.op_type == "Concat" and _attr(n, "axis") in (1, -3):
+            return [n.input[-1]]
         return []
 
-    parent = {}
+    def regions(cut):
+        parent = {}
 
-    def find(t):
-        parent.setdefault(t, t)
-        while parent[t] != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
+        def find(t):
+            parent.setdefault(t, t)
+            while parent[t] != t:
+                parent[t] = parent[parent[t]]
+                t = parent[t]
+            return t
+        for n in model.graph.node:
+            if dense(n):
+                find(n.output[0])
+            for i in joined_inputs(n, cut):
+                parent[find(i)] = find(n.output[0])
+        groups = collections.defaultdict(list)
+        for t in list(parent):
+            groups[find(t)].append(t)
+        return list(groups.values())
 
-    for n in model.graph.node:
-        if dense(n):
-            find(n.output[0])
-        for i in channelwise_inputs(n):
-            parent[find(i)] = find(n.output[0])
-    regions = collections.defaultdict(list)
-    for t in list(parent):
-        regions[find(t)].append(t)
-    done = 0
-    for members in regions.values():
-        counts = {channels(t) for t in members}
-        if len(counts) != 1 or None in counts:
-            continue
-        c, tensors = counts.pop(), set(members)
-        sources, dws, sinks, slices, constants = [], [], [], [], []
-        ok = True
+    def plan(members, cut):
+        """(pad, sources, depthwise Convs, sinks, slices, per-channel constants, strips) or None; may add to ``cut``."""
+        tensors = set(members)
         for t in members:
             p = producer.get(t)
-            if t in outputs or p is None or not (dense(p) or any(i in tensors for i in channelwise_inputs(p))):
-                ok = False
-                break
-            if dense(p):
-                sources.append(p)
+            if p is None or not (dense(p) or any(i in tensors for i in joined_inputs(p, cut))):
+                # made elsewhere: an elementwise op that joined it to the region reads its inputs unpadded instead
+                joining = [n for n, _ in consumers[t] if n.op_type in _PAD_BINARY and id(n) not in cut]
+                if not joining:
+                    return None
+                cut.update(id(n) for n in joining)
+                return "again"
+        if any(t in outputs or channels(t) is None for t in members):
+            return None
+        sources, dws, sinks, slices, constants, strips = [], [], [], [], [], []
+        for t in members:
+            if dense(producer[t]):
+                sources.append(producer[t])
             for n, k in consumers[t]:
-                if n.output and n.output[0] in tensors and t in channelwise_inputs(n):
+                if n.output and n.output[0] in tensors and t in joined_inputs(n, cut):
                     if depthwise(n):
                         dws.append(n)
+                    if n.op_type == "Slice":
+                        slices.append(n)
                     for other in n.input if n.op_type in _PAD_BINARY else ():
                         if other in consts:
                             v = numpy_helper.to_array(inits[other]) if other in inits else None
-                            if v is None or (v.size > 1 and not (v.ndim >= 3 and v.shape[-3] in (1, c) and v.shape[-2:] == (1, 1))):
-                                ok = False
-                            elif v.size > 1 and v.shape[-3] == c:
+                            if v is None or (v.size > 1 and not (v.ndim >= 3 and v.shape[-3] in (1, channels(t))
+                                                                 and v.shape[-2:] == (1, 1))):
+                                return None
+                            if v.size > 1 and v.shape[-3] > 1:
                                 constants.append((n, other))
                 elif dense(n) and k == 0:
                     sinks.append(n)
-                elif (n.op_type == "Slice" and k == 0 and len(n.input) > 3 and all(i in inits for i in n.input[1:4])
-                      and (len(n.input) < 5 or not n.input[4] or np.all(numpy_helper.to_array(inits[n.input[4]]) == 1))):
-                    axes = [int(a) % 4 for a in numpy_helper.to_array(inits[n.input[3]])]
-                    if 1 in axes:
-                        slices.append(n)
-                    else:
-                        ok = False
+                elif k == 0 and channel_slice(n):
+                    slices.append(n)
                 else:
-                    ok = False
-            if not ok:
-                break
+                    strips.append((n, k, t))
+        for n in slices:  # a slice to the last channel only stripped after it: it stops at the real channels instead
+            if n.output[0] in tensors and {(id(c), k) for c, k in consumers[n.output[0]]} <= {(id(c), k) for c, k, _ in strips}:
+                strips = [s for s in strips if s[2] != n.output[0]]
+                tensors.discard(n.output[0])
+        facing = [channels(n.output[0]) for n in sources + dws] + [channels(n.input[0]) for n in sinks]
         multiple = depthwise_multiple if dws else dense_multiple
-        pad = -c % multiple
-        if not ok or not sources or not pad:
-            continue
+        pads = {-c % multiple for c in facing}
+        if not sources or len(pads) != 1 or not pads.pop():
+            return None
+        return -facing[0] % multiple, tensors, sources, dws, sinks, slices, constants, strips
+
+    cut = set()
+    plans = []
+    for _ in range(len(model.graph.node)):
+        plans, again = [], False
+        for members in regions(cut):
+            p = plan(members, cut)
+            if p == "again":
+                again = True
+                break
+            if p:
+                plans.append(p)
+        if not again:
+            break
+    added = []
+    for pad, tensors, sources, dws, sinks, slices, constants, strips in plans:
         for n in sources + dws:
             _pad_input(model, inits, n, 1, 0, pad)
             if len(n.input) > 2 and n.input[2]:
                 _pad_input(model, inits, n, 2, 0, pad)
         for n in dws:
-            next(a for a in n.attribute if a.name == "group").i = c + pad
+            next(a for a in n.attribute if a.name == "group").i = channels(n.input[0]) + pad
         for n in sinks:
             _pad_input(model, inits, n, 1, 1, pad)
         for n, name in constants:
             _pad_input(model, inits, n, list(n.input).index(name), numpy_helper.to_array(inits[name]).ndim - 3, pad,
                        _PAD_BINARY[n.op_type])
-        for n in slices:  # a slice reaching past C would take the padding: it ends at C
-            axes = [int(a) % 4 for a in numpy_helper.to_array(inits[n.input[3]])]
-            j = axes.index(1)
-            starts, ends = (numpy_helper.to_array(inits[i]).copy() for i in n.input[1:3])
-            starts[j], ends[j] = (v + c if v < 0 else min(v, c) for v in (starts[j], ends[j]))
-            _replace_input(model, inits, n, 1, starts)
-            _replace_input(model, inits, n, 2, ends)
+        for n in slices:  # in real channels; one running to the last channel keeps the padding (its output is padded)
+            start, end = channel_slice(n)
+            keep = n.output[0] in tensors
+            _replace_input(model, inits, n, 1, np.array([start], np.int64))
+            _replace_input(model, inits, n, 2, np.array([end + pad if keep else end], np.int64))
+        stripped = {}
+        for n, k, t in strips:
+            if t not in stripped:
+                stripped[t] = f"{t}_unpadded"
+                for name, v in ((f"{t}_unpadded_starts", [0]), (f"{t}_unpadded_ends", [channels(t)]), (f"{t}_unpadded_axes", [1])):
+                    model.graph.initializer.append(numpy_helper.from_array(np.array(v, np.int64), name))
+                added.append((t, helper.make_node("Slice", [t, f"{t}_unpadded_starts", f"{t}_unpadded_ends", f"{t}_unpadded_axes"],
+                                                  [stripped[t]], name=f"{t}_unpadded")))
+            n.input[k] = stripped[t]
         keep = [vi for vi in model.graph.value_info if vi.name not in tensors]
         del model.graph.value_info[:]
         model.graph.value_info.extend(keep)
-        done += 1
-    if done:
+    if added:  # each strip right after the node that makes its input (the graph stays in topological order)
+        after = collections.defaultdict(list)
+        for t, node in added:
+            after[t].append(node)
+        nodes = []
+        for n in model.graph.node:
+            nodes.append(n)
+            for o in n.output:
+                nodes.extend(after[o])
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    if plans:
         used = {i for n in model.graph.node for i in n.input}
         keep = [i for i in model.graph.initializer if i.name in used]
         del model.graph.initializer[:]
         model.graph.initializer.extend(keep)
-    return done
+    return len(plans)
 
 
 def prepare(fp32_path, out_path, bn_as_conv=True, calib_batches=None, split_ratio=4.0, pad=True):
