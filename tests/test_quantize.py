@@ -268,6 +268,57 @@ def test_pad_channels_is_exact_and_aligns_the_int8_kernels(tmp_path):
     assert pad_channels(model, dense_multiple=1, depthwise_multiple=1) == 0
 
 
+def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
+    """A dense int8 Conv timed faster on onnxruntime's general kernel gets its weights stored as w - 1 with zero
+    point -1 (same dequantized weights, same outputs); one not timed faster, and a depthwise Conv, stay symmetric."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from ppcls.inference import quantize as q
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("w1", rng.randn(16, 8, 3, 3)), ("b1", rng.randn(16)), ("wd", rng.randn(16, 1, 3, 3)),
+        ("w2", rng.randn(8, 16, 1, 1)), ("b2", rng.randn(8)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], pads=[1, 1, 1, 1], name="big"),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "wd"], ["d"], pads=[1, 1, 1, 1], group=16, name="dw"),
+             helper.make_node("Conv", ["d", "w2", "b2"], ["y"], name="small")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 10, 10])], inits)
+    fp32 = str(tmp_path / "fp32.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
+    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), pad=False)
+    calib = [rng.rand(1, 8, 10, 10).astype(np.float32) for _ in range(4)]
+    qdq_path = q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
+    timed = []
+
+    def timer(x, w, w_scale, bias, attrs, threads):
+        timed.append((x.shape, w.shape, attrs.get("group", 1)))
+        return (1.0, 0.5) if w.shape[0] == 16 else (1.0, 0.95)  # the general kernel wins for "big" only
+
+    model = onnx.load(qdq_path)
+    assert q.choose_conv_kernels(model, onnx.load(prepared), timer=timer) == ["big"]
+    assert sorted(timed) == [((1, 10, 10, 8), (16, 8, 3, 3), 1), ((1, 10, 10, 16), (8, 16, 1, 1), 1)]  # NHWC, no dw
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    zero_points = {n.name: inits[producer[n.input[1]].input[2]] for n in model.graph.node if n.op_type == "Conv"}
+    assert (zero_points["big"] == -1).all() and (zero_points["small"] == 0).all() and (zero_points["dw"] == 0).all()
+    changed = str(tmp_path / "changed.onnx")
+    onnx.save(model, changed)
+    x = {"x": rng.rand(1, 8, 10, 10).astype(np.float32)}
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        a = ort.InferenceSession(qdq_path, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        b = ort.InferenceSession(changed, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    # the real timer: two positive times for the layer's two kernels
+    sym, general = q.time_conv_kernels(np.zeros([1, 10, 10, 8], np.uint8), np.ones([16, 8, 3, 3], np.int8),
+                                       np.full(16, 0.01, np.float32), None, {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+                                       rounds=1, seconds=0.001)
+    assert sym > 0 and general > 0
+
+
 @pytest.mark.slow  # the quick tier quantizes through tools/quantize.py (above) and benchmarks in tests/test_perf.py
 def test_benchmark_int8_mode(tmp_path):
     r = run_tool("benchmark.py", "-a", "DLA46_c", "--batch-size", "1", "--image-size", "32", "--mode", "onnx,int8",

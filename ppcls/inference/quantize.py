@@ -536,6 +536,105 @@ def quantize_onnx(prepared_path, out_path, calib_batches, calib_method="percenti
     return out_path
 
 
+# -- the int8 Conv kernel of each layer --------------------------------------------------------------------
+# onnxruntime 1.32 runs an int8 Conv whose weight zero points are all 0 (symmetric, as quantized here) with its
+# "symmetric" Conv kernels (VNNI dot products) and any other with its general QGEMM kernels, which on CPUs with
+# AMX use the AMX tiles: measured on single layers, a 3x3 Conv 512 -> 512 at 7x7 ran 289 us symmetric, 130 us
+# with zero point -1; a 3x3 Conv 64 -> 64 at 56x56 198 us symmetric, 243 us with -1. Storing w - 1 with zero point
+# -1 gives the same dequantized weights (symmetric int8 weights lie in [-127, 127]): the choice changes speed only.
+KERNEL_MARGIN = 0.9  # the general kernel is taken where it needs at most this fraction of the symmetric one's time
+
+
+def _conv_kernel_model(x, w, w_scale, bias, attrs, zero_point):
+    """A single channels-last QLinearConv (onnxruntime's own form of an int8 Conv) with int8 weights ``w``,
+    their zero point ``zero_point`` (0, or -1 with ``w - 1`` stored)."""
+    from onnx import TensorProto, helper, numpy_helper
+    n = w.shape[0]
+    stored = w if zero_point == 0 else (w.astype(np.int16) + zero_point).astype(np.int8)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"), numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+             numpy_helper.from_array(stored, "w"), numpy_helper.from_array(w_scale.astype(np.float32), "ws"),
+             numpy_helper.from_array(np.full(w_scale.shape, zero_point, np.int8), "wz"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "ys"), numpy_helper.from_array(np.array(128, np.uint8), "yz"),
+             numpy_helper.from_array(bias if bias is not None else np.zeros(n, np.int32), "b")]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+                            domain="com.microsoft", channels_last=1, **attrs)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+
+
+def time_conv_kernels(x, w, w_scale, bias, attrs, threads=1, rounds=5, seconds=0.02):
+    """(symmetric, general) seconds per run of one int8 Conv on ``x`` (uint8, NHWC): the best of ``rounds``
+    alternating rounds of about ``seconds`` each."""
+    import time
+    sessions = [_session(_conv_kernel_model(x, w, w_scale, bias, attrs, zp), threads) for zp in (0, -1)]
+    feed = {"x": x}
+    for s in sessions:
+        s.run(None, feed)
+    t0 = time.perf_counter()
+    sessions[0].run(None, feed)
+    runs = max(1, int(seconds / max(time.perf_counter() - t0, 1e-6)))
+    best = [np.inf, np.inf]
+    for _ in range(rounds):
+        for k, s in enumerate(sessions):
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                s.run(None, feed)
+            best[k] = min(best[k], (time.perf_counter() - t0) / runs)
+    return tuple(best)
+
+
+def choose_conv_kernels(qdq_model, prepared_model, threads=1, batch=1, timer=time_conv_kernels):
+    """For every dense int8 Conv of ``qdq_model`` (symmetric per-channel int8 weights) time onnxruntime's two
+    int8 kernels on its shape (``batch`` images) and store the weights with zero point -1, which selects the
+    general kernel, where that one takes at most ``KERNEL_MARGIN`` of the symmetric one's time. Exact: the
+    dequantized weights are the same. Returns the names of the Convs changed."""
+    from onnx import helper, numpy_helper
+    inits = {i.name: i for i in qdq_model.graph.initializer}
+    producer = {o: n for n in qdq_model.graph.node for o in n.output}
+    users = collections.Counter(i for n in qdq_model.graph.node for i in n.input)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+              for vi in list(prepared_model.graph.value_info) + list(prepared_model.graph.input)}
+    prepared = {n.name: n for n in prepared_model.graph.node}
+    rng = np.random.RandomState(0)
+    changed = []
+    for node in qdq_model.graph.node:
+        if node.op_type != "Conv" or node.name not in prepared or len(node.input) < 2:
+            continue
+        wdq = producer.get(node.input[1])
+        if wdq is None or wdq.op_type != "DequantizeLinear" or users[node.input[1]] != 1 or len(wdq.input) < 3:
+            continue
+        if not all(i in inits for i in wdq.input) or producer.get(node.input[0]) is None:
+            continue
+        w = numpy_helper.to_array(inits[wdq.input[0]])
+        zp = numpy_helper.to_array(inits[wdq.input[2]])
+        shape = shapes.get(prepared[node.name].input[0])
+        if (w.dtype != np.int8 or w.ndim != 4 or np.any(zp != 0) or w.min() < -127 or _attr(node, "group", 1) != 1
+                or not shape or len(shape) != 4 or not all(shape[1:])):
+            continue
+        bias = None
+        if len(node.input) > 2 and node.input[2] in producer and producer[node.input[2]].input[0] in inits:
+            bias = numpy_helper.to_array(inits[producer[node.input[2]].input[0]]).astype(np.int32)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs.setdefault("kernel_shape", list(w.shape[2:]))
+        x = rng.randint(0, 256, [batch, shape[2], shape[3], shape[1]]).astype(np.uint8)
+        symmetric, general = timer(x, w, np.broadcast_to(numpy_helper.to_array(inits[wdq.input[1]]), (w.shape[0],)).copy(),
+                                   bias, attrs, threads)
+        if general > KERNEL_MARGIN * symmetric:
+            continue
+        for k, array in ((0, (w.astype(np.int16) - 1).astype(np.int8)), (2, np.full(zp.shape, -1, np.int8))):
+            name = f"{wdq.input[k]}_general_kernel"
+            qdq_model.graph.initializer.append(numpy_helper.from_array(array, name))
+            wdq.input[k] = name
+        changed.append(node.name)
+    if changed:
+        used = {i for n in qdq_model.graph.node for i in n.input}
+        keep = [i for i in qdq_model.graph.initializer if i.name in used]
+        del qdq_model.graph.initializer[:]
+        qdq_model.graph.initializer.extend(keep)
+    return changed
+
+
 # ops between the classifier's last layer and the output that pass one tensor on (their other inputs, if any,
 # are shapes or constants)
 _HEAD_PASS_OPS = {"Softmax", "LogSoftmax", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast",
@@ -795,7 +894,8 @@ def _install(staged, out_dir):
 def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percentile", fp32_op_types=(), threads=0,
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
              split_ratio=4.0, int8_op_types=None, calib_select="random", seed=0, sensitivity_sweep=False,
-             max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1, int8_head=False, pad=True):
+             max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1, int8_head=False, pad=True,
+             kernel_choice=True):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
     with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
 
@@ -883,12 +983,21 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
             if kept:
                 int8_path = quantize_onnx(prepared, os.path.join(work, "int8_kept.onnx"), batches, calib_method,
                                           fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=head + kept)
+        general = []
+        if kernel_choice:
+            qdq = onnx.load(int8_path)
+            general = choose_conv_kernels(qdq, onnx.load(prepared), threads)
+            if general:
+                int8_path = os.path.join(work, "int8_kernels.onnx")
+                onnx.save(qdq, int8_path)
+            logger.info(f"{len(general)} Conv(s) run onnxruntime's general int8 kernel (QGEMM; AMX where the CPU has it), "
+                        "timed faster here than its symmetric Conv kernel on the layer's shape")
         report = op_report(int8_path, threads)
         info = {"method": "onnxruntime static quantization, QDQ, uint8 activations, int8 per-channel weights",
                 "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method,
                                 "select": calib_select, "seed": int(calib_seed), "trials": trials},
                 "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"],
-                "pad_channels": rewrites["pad_channels"], "fp32_op_types": list(fp32_op_types),
+                "pad_channels": rewrites["pad_channels"], "general_kernel_convs": len(general), "fp32_op_types": list(fp32_op_types),
                 "int8_op_types": list(int8_op_types) if int8_op_types else "all", "fp32_layers": list(kept),
                 "fp32_head": list(head),
                 "int8_ops": dict(report["int8"]), "float32_ops": dict(report["float32"])}
