@@ -62,6 +62,27 @@ def test_quantize_prints_the_line_and_writes_an_onnxruntime_int8_folder(exported
     ops = dict(re.findall(r"(\w+) x(\d+)", left.group(1)))
     assert set(ops) <= {"Gemm", "MatMul", "FusedMatMul", "Add", "Softmax"} and "Softmax" in ops, left.group(0)
     assert sum(map(int, ops.values())) <= 3 and meta["quantization"]["fp32_head"] == left.group(2).split(", ")
+    # ResNet18's channel counts are the int8 kernels' multiples already; the kernel choice is logged and recorded
+    assert meta["quantization"]["pad_channels"] == 0
+    n_general = int(re.search(r"(\d+) Conv\(s\) run onnxruntime's general int8 kernel", log).group(1))
+    assert meta["quantization"]["general_kernel_convs"] == n_general
+
+
+def test_quantize_flags_reach_the_quantizer(monkeypatch, tmp_path):
+    """--no-pad-channels and --no-kernel-choice turn the two speed rewrites off; by default both run."""
+    from ppcls.cli import main
+    import ppcls.inference.quantize as q
+    seen = []
+
+    def fake(config, model_dir, out_dir, **kw):
+        seen.append(kw)
+        return {"speedup": {"1": 1.0}, "fp32_layers": [], "threads": 1, "fp32_top1": 0.5, "int8_top1": 0.5}
+    monkeypatch.setattr(q, "quantize", fake)
+    cfg = os.path.join(ROOT, "configs", "quick_start", "DLA46_c_digits.yaml")
+    common = ["quantize", "-c", cfg, "--model-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main(common) == 0 and main(common + ["--no-pad-channels", "--no-kernel-choice"]) == 0
+    assert (seen[0]["pad"], seen[0]["kernel_choice"]) == (True, True)
+    assert (seen[1]["pad"], seen[1]["kernel_choice"]) == (False, False)
 
 
 def test_int8_folder_in_predictor_and_predict_cls(exported, quantized):
