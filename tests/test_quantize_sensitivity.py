@@ -90,6 +90,39 @@ def test_float_nodes_model_runs_the_named_layers_in_float(two_conv):
     assert qdq.graph.node[0].input[0] != "x"  # the input model is not changed
 
 
+def test_float_nodes_model_applies_the_activation_the_quantizer_dropped(tmp_path):
+    """onnxruntime's quantizer drops the Relu after a Conv (the QuantizeLinear's range clips instead) and the Conv
+    writes the Relu's output name with the values before it: a float layer reading that name gets the Relu
+    applied again, not the negative values (which once gave a 24-point drop with half the layers float)."""
+    rng = np.random.RandomState(0)
+    nodes = [helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wb"], ["y"], name="conv_b")]
+    inits = [numpy_helper.from_array(rng.randn(8, 3, 3, 3).astype(np.float32), "wa"),
+             numpy_helper.from_array(rng.randn(8).astype(np.float32) - 1.0, "ba"),  # half the values negative
+             numpy_helper.from_array(rng.randn(4, 8, 1, 1).astype(np.float32), "wb")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    fp32 = str(tmp_path / "fp32.onnx")
+    onnx.save(model, fp32)
+    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), bn_as_conv=False, pad=False)
+    calib = [rng.randn(8, 3, 6, 6).astype(np.float32) for _ in range(4)]
+    qdq = onnx.load(q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, calib_method="minmax"))
+    assert "Relu" not in {n.op_type for n in qdq.graph.node}  # dropped by the quantizer
+    x = rng.randn(8, 3, 6, 6).astype(np.float32)
+    ref = q._session(onnx.load(fp32)).run(None, {"x": x})[0]
+    for names in ({"conv_b"}, {"conv_a", "conv_b"}):
+        m = q.float_nodes_model(qdq, onnx.load(prepared), names)
+        conv_b = next(n for n in m.graph.node if n.name == "conv_b")
+        relu = next(n for n in m.graph.node if n.output[0] == conv_b.input[0])
+        assert relu.op_type == "Relu" and conv_b.input[0] != "r"
+        out = q._session(m).run(None, {"x": x})[0]
+        assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max(), names
+    assert np.abs(q._session(qdq).run(None, {"x": x})[0] - ref).max() < 0.2 * np.abs(ref).max()  # int8 throughout
+
+
 def test_sensitivity_ranks_the_layer_that_loses_precision_first_and_keeps_only_it(two_conv):
     tmp, fp32, prepared, int8, held, ref = two_conv
     qdq, prep = onnx.load(int8), onnx.load(prepared)

@@ -685,23 +685,56 @@ def float_nodes_model(qdq_model, prepared_model, names):
     run in float32, everything else as quantized. Calibration ranges come from the float model, so this
     equals quantizing with the nodes excluded, without calibrating again."""
     import onnx
+    from onnx import helper
     original = {n.name: n for n in prepared_model.graph.node}
     model = copy.deepcopy(qdq_model)
     # a tensor some node already produces under the float name (onnxruntime dequantizes a bias under its own
     # name; its int32 steps are far below the float rounding) is used as it is
     have = {i.name for i in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
     float_inits = {i.name: i for i in prepared_model.graph.initializer}
+    prepared_producer = {o: n for n in prepared_model.graph.node for o in n.output}
+    qdq_producer = {o: n for n in model.graph.node for o in n.output}
+    added = []
+
+    def float_input(name):
+        """The float32 tensor ``name`` of the prepared model, in the QDQ model. onnxruntime's quantizer drops a
+        Relu / Clip after a Conv or Add (the QuantizeLinear's range clips instead) and the Conv then writes the
+        activation's output name with values before the activation: that activation is applied again here."""
+        if name in float_inits and name not in have:
+            model.graph.initializer.append(float_inits[name])
+            have.add(name)
+        p, q = prepared_producer.get(name), qdq_producer.get(name)
+        if p is None or q is None or q.name == p.name:
+            return name
+        if p.op_type not in ("Relu", "Clip"):
+            raise ValueError(f"tensor {name}: made by {q.op_type} {q.name} in the QDQ model, by {p.op_type} {p.name} "
+                             "in the prepared model")
+        out = f"{name}_float_input"
+        if out not in have:
+            for extra in p.input[1:]:
+                float_input(extra)
+            added.append((q, helper.make_node(p.op_type, [name] + list(p.input[1:]), [out], name=f"{p.name}_float_input")))
+            have.add(out)
+        return out
+
     for node in model.graph.node:
         if node.name not in names:
             continue
         if node.name not in original:
             raise ValueError(f"node {node.name} is not in the prepared model")
+        inputs = [float_input(i) if i else i for i in original[node.name].input]
         del node.input[:]
-        node.input.extend(original[node.name].input)
-        for name in original[node.name].input:
-            if name in float_inits and name not in have:
-                model.graph.initializer.append(float_inits[name])
-                have.add(name)
+        node.input.extend(inputs)
+    if added:  # each re-applied activation right after the node that writes its input
+        after = collections.defaultdict(list)
+        for q, n in added:
+            after[id(q)].append(n)
+        nodes = []
+        for n in model.graph.node:
+            nodes.append(n)
+            nodes.extend(after[id(n)])
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return model
 
