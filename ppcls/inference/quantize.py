@@ -13,7 +13,9 @@ could not be folded (pre-activation units, the RLA hidden state) rewritten as th
 depthwise Conv, so that it becomes an int8 QLinearConv too instead of float32 work between a
 DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; and a Conv of a channel
 Concat whose inputs' ranges differ by more than 4x split into a sum of Convs, one per input, so that
-no input is squeezed into the others' int8 scale.
+no input is squeezed into the others' int8 scale; and channel counts onnxruntime's int8 kernels run slowly padded
+with zero channels (``pad_channels``). After quantizing, each dense Conv gets whichever of onnxruntime's two int8
+kernels is timed faster on its shape here (``choose_conv_kernels``; the weights' dequantized values do not change).
 
 The output folder holds ``inference.onnx`` (the INT8 model, its preprocessing and labels in its
 metadata_props), ``inference.yml`` (the export's pre/post-processing, ``precision: int8`` and how it was
