@@ -32,7 +32,7 @@ def exported(module_tmp):
 def quantized(exported):
     tmp, path, data, inf = exported
     out = os.path.join(str(tmp), "int8")
-    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", out, "--calib-images", "24")
+    r = run_tool("quantize.py", "-c", path, "--model-dir", inf, "--out", out, "--calib-images", "24", "--reference-eval")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -66,6 +66,15 @@ def test_quantize_prints_the_line_and_writes_an_onnxruntime_int8_folder(exported
     assert meta["quantization"]["pad_channels"] == 0
     n_general = int(re.search(r"(\d+) Conv\(s\) run onnxruntime's general int8 kernel", log).group(1))
     assert meta["quantization"]["general_kernel_convs"] == n_general
+    # how many images moved, not only the net top-1 difference; against fp32 and against the QDQ graph's reference
+    ev = meta["quantization"]["eval"]
+    for before, key in ((fp32, ev["top1_changes"]), (ev["reference"]["top1"], ev["reference"]["top1_changes"])):
+        assert set(key) == {"changed", "gained", "lost"} and key["gained"] + key["lost"] <= key["changed"] <= 12
+        assert key["lost"] - key["gained"] == round((before - int8) * ev["samples"])
+    moved = re.search(r"int8 changes the top-1 class of (\d+) images against fp32 \((\d+) now right, (\d+) now wrong\)", log)
+    assert moved and [int(g) for g in moved.groups()] == [ev["top1_changes"][k] for k in ("changed", "gained", "lost")]
+    assert f"reference: the int8 model's QDQ graph evaluated in float (onnxruntime, no graph optimisation) top-1 " \
+           f"{ev['reference']['top1']:.5f}" in log
 
 
 def test_quantize_flags_reach_the_quantizer(monkeypatch, tmp_path):
@@ -80,9 +89,35 @@ def test_quantize_flags_reach_the_quantizer(monkeypatch, tmp_path):
     monkeypatch.setattr(q, "quantize", fake)
     cfg = os.path.join(ROOT, "configs", "quick_start", "DLA46_c_digits.yaml")
     common = ["quantize", "-c", cfg, "--model-dir", str(tmp_path), "--out", str(tmp_path / "o")]
-    assert main(common) == 0 and main(common + ["--no-pad-channels", "--no-kernel-choice"]) == 0
-    assert (seen[0]["pad"], seen[0]["kernel_choice"]) == (True, True)
-    assert (seen[1]["pad"], seen[1]["kernel_choice"]) == (False, False)
+    assert main(common) == 0 and main(common + ["--no-pad-channels", "--no-kernel-choice", "--reference-eval"]) == 0
+    assert (seen[0]["pad"], seen[0]["kernel_choice"], seen[0]["reference_eval"]) == (True, True, False)
+    assert (seen[1]["pad"], seen[1]["kernel_choice"], seen[1]["reference_eval"]) == (False, False, True)
+
+
+def test_top1_changes_and_the_qdq_reference(tmp_path):
+    """top1_changes counts moved images (a net difference of 0 can hide several); QDQReference computes the QDQ
+    graph as the ONNX operators define it: x rounded to uint8 steps of 0.1 around 12.8, then a Relu."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from ppcls.inference.quantize import QDQReference, top1_changes
+    labels = np.array([0, 1, 2, 0])
+    before = (0.5, 1.0, 4, np.array([0, 1, 0, 1]), np.array([0, 1, 0, 1]) == labels)
+    after = (0.5, 1.0, 4, np.array([0, 2, 2, 1]), np.array([0, 2, 2, 1]) == labels)
+    assert top1_changes(before, after) == {"changed": 2, "gained": 1, "lost": 1}
+    assert top1_changes(before, before) == {"changed": 0, "gained": 0, "lost": 0}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Relu", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])],
+                              [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                               numpy_helper.from_array(np.array(128, np.uint8), "z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    x = np.array([[-20.0, -0.26, 0.04, 0.16, 30.0]], np.float32)
+    want = np.maximum((np.clip(np.round(x / np.float32(0.1)) + 128, 0, 255) - 128) * np.float32(0.1), 0)
+    np.testing.assert_allclose(QDQReference(str(tmp_path / "m.onnx")).run(x), want, rtol=0, atol=1e-6)
+    assert want[0, 0] == 0 and want[0, 4] == pytest.approx(12.7, abs=1e-5)
 
 
 def test_int8_folder_in_predictor_and_predict_cls(exported, quantized):

@@ -137,6 +137,10 @@ def _quantize_arguments(p):
     p.add_argument("--no-kernel-choice", action="store_true",
                    help="keep every int8 Conv on onnxruntime's symmetric kernels (default: each dense Conv gets the "
                         "kernel timed faster on this machine, e.g. AMX's; exact either way)")
+    p.add_argument("--reference-eval", action="store_true",
+                   help="also evaluate the int8 model's QDQ graph as written (onnxruntime without graph optimisation: "
+                        "Quantize / DequantizeLinear in float, no int8 kernels) and count the images the int8 kernels "
+                        "move against it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
 
 
@@ -152,7 +156,8 @@ def quantize(args):
             bn_as_conv=not args.keep_bn, split_concat=not args.no_split_concat, calib_select=args.calib_select,
             seed=args.seed, sensitivity_sweep=args.sensitivity, max_drop=args.max_drop,
             max_fp32_layers=args.max_fp32_layers, holdout_images=args.holdout_images, calib_trials=args.calib_trials,
-            int8_head=args.int8_head, pad=not args.no_pad_channels, kernel_choice=not args.no_kernel_choice)
+            int8_head=args.int8_head, pad=not args.no_pad_channels, kernel_choice=not args.no_kernel_choice,
+            reference_eval=args.reference_eval)
     speed = ", ".join(f"{v:.2f}x at batch {b}" for b, v in r["speedup"].items())
     kept = f"; {len(r['fp32_layers'])} layer(s) kept in float32" if r["fp32_layers"] else ""
     print(f"int8 over fp32 speed (onnxruntime, {r['threads']} threads): {speed}{kept}", flush=True)

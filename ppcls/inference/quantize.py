@@ -22,7 +22,10 @@ metadata_props), ``inference.yml`` (the export's pre/post-processing, ``precisio
 quantized), ``backend.json`` (onnxruntime, with the int8 and fp32 speeds measured here) and
 ``inference_cls.yaml`` (PaddleClas 2.6's deploy config for it), so the deploy predictor, predict_cls.py, the HTTP
 service and ``ppcls benchmark --mode int8`` load it as they load an export. Both models are then
-evaluated on the config's eval list; the last line printed is ``fp32 top1: X int8 top1: Y``.
+evaluated on the config's eval list, with the number of images whose top-1 class int8 changes (a net top-1
+difference hides gains against losses), and with ``reference_eval`` also the int8 model's QDQ graph evaluated as
+written (``QDQReference``), against which onnxruntime's int8 kernels, rounding inside their integer arithmetic,
+move a few images too; the last line printed is ``fp32 top1: X int8 top1: Y``.
 """
 import collections
 import copy
@@ -881,22 +884,57 @@ def calibration_batches(config, n_images, batch_size=8, seed=0, select="stratifi
 
 
 def evaluate(predictors, config, batch_size=64, topk=5):
-    """{name: (top-1, top-k, samples)} of each predictor (name -> Predictor) over the eval list."""
+    """{name: (top-1, top-k, samples, top-1 classes, top-1 correct)} of each predictor (name -> an object with
+    ``run(batch)``, as Predictor) over the eval list; the last two are arrays, one entry per image."""
     dataset = _eval_dataset(config, "Eval")
     hits = {name: [0, 0] for name in predictors}
-    n = 0
+    classes = {name: [] for name in predictors}
+    labels = []
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         x = np.stack([s[0] for s in samples]).astype(np.float32)
         y = np.array([int(s[1]) for s in samples])
-        n += len(y)
+        labels.append(y)
         for name, p in predictors.items():
             out = p.run(x).reshape(len(y), -1)
             k = min(topk, out.shape[1])
             top = np.argsort(-out, axis=1, kind="stable")[:, :k]
+            classes[name].append(top[:, 0])
             hits[name][0] += int((top[:, 0] == y).sum())
             hits[name][1] += int((top == y[:, None]).any(axis=1).sum())
-    return {name: (h[0] / n, h[1] / n, n) for name, h in hits.items()}
+    y = np.concatenate(labels)
+    n = len(y)
+    result = {}
+    for name, h in hits.items():
+        top1 = np.concatenate(classes[name])
+        result[name] = (h[0] / n, h[1] / n, n, top1, top1 == y)
+    return result
+
+
+def top1_changes(before, after):
+    """Between two ``evaluate`` entries: {"changed": images whose top-1 class differs, "gained": now right and
+    wrong before, "lost": right before and now wrong}. A top-1 difference nets gains against losses; these
+    say how many images moved."""
+    return {"changed": int(np.sum(before[3] != after[3])), "gained": int(np.sum(~before[4] & after[4])),
+            "lost": int(np.sum(before[4] & ~after[4]))}
+
+
+class QDQReference:
+    """An INT8 model's QDQ graph evaluated as written: onnxruntime with its graph optimisations off runs every
+    QuantizeLinear / DequantizeLinear and the float op between them, the ONNX definition of the model, instead
+    of fusing them into int8 kernels (whose integer arithmetic rounds at other points)."""
+
+    def __init__(self, onnx_path, threads=1):
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = int(threads or 1)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        self.input_name = self.sess.get_inputs()[0].name
+
+    def run(self, batch):
+        return self.sess.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
 # -- the command -------------------------------------------------------------------------------------------
@@ -930,7 +968,7 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
              split_ratio=4.0, int8_op_types=None, calib_select="random", seed=0, sensitivity_sweep=False,
              max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1, int8_head=False, pad=True,
-             kernel_choice=True):
+             kernel_choice=True, reference_eval=False):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
     with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
 
@@ -941,7 +979,9 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
     larger fp32 - int8 drop on the eval list raises RunError and ``out_dir`` is left as it was.
     ``calib_trials``: calibrate on that many seeded choices of images (seeds ``seed``, ``seed + 1``, ...) and
     keep the one whose top-1 differs least from the float model's on the held-out images. ``int8_head``:
-    quantize the classifier head too (``head_nodes``; by default it stays float32)."""
+    quantize the classifier head too (``head_nodes``; by default it stays float32). ``reference_eval``: also
+    evaluate the int8 model's QDQ graph as written (``QDQReference``) and count the images onnxruntime's int8
+    kernels move against it."""
     _require_ort()
     import onnx
     from ..utils.device import available_cores
@@ -956,6 +996,8 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
         raise ConfigError(f"--max-drop: points of top-1 between 0 and 100, got {max_drop}")
     if max_drop is not None and not evaluate_models:
         raise ConfigError("--max-drop: needs the fp32 / int8 evaluation on the eval list")
+    if reference_eval and not evaluate_models:
+        raise ConfigError("--reference-eval: needs the fp32 / int8 evaluation on the eval list")
     threads = int(threads or 0) or available_cores()
     work = tempfile.mkdtemp(prefix="ppcls_quant_")
     try:
@@ -1061,16 +1103,31 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
         result = {"out_dir": out_dir, "ops": report, "images_per_s": ips, "speedup": ratio, "threads": threads,
                   "calib_images": n_calib, "fp32_layers": list(kept), **rewrites}
         if evaluate_models:
-            acc = evaluate({"fp32": p32, "int8": p8}, config)
+            predictors = {"fp32": p32, "int8": p8}
+            if reference_eval:
+                predictors["reference"] = QDQReference(os.path.join(staged, "inference.onnx"), threads)
+            acc = evaluate(predictors, config)
+            n_eval = acc["fp32"][2]
+            changes = top1_changes(acc["fp32"], acc["int8"])
             result.update(fp32_top1=acc["fp32"][0], int8_top1=acc["int8"][0], fp32_top5=acc["fp32"][1],
-                          int8_top5=acc["int8"][1], eval_samples=acc["fp32"][2])
+                          int8_top5=acc["int8"][1], eval_samples=n_eval, top1_changes=changes)
             meta_path = os.path.join(staged, "inference.yml")
             meta = read_meta(staged)
-            meta["quantization"]["eval"] = {"samples": acc["fp32"][2], "fp32_top1": round(acc["fp32"][0], 5),
-                                            "int8_top1": round(acc["int8"][0], 5)}
+            meta["quantization"]["eval"] = {"samples": n_eval, "fp32_top1": round(acc["fp32"][0], 5),
+                                            "int8_top1": round(acc["int8"][0], 5), "top1_changes": changes}
+            logger.info(f"eval list ({n_eval} images): fp32 top-5 {acc['fp32'][1]:.5f}, int8 top-5 {acc['int8'][1]:.5f}; "
+                        f"int8 changes the top-1 class of {changes['changed']} images against fp32 "
+                        f"({changes['gained']} now right, {changes['lost']} now wrong)")
+            if reference_eval:
+                ref = top1_changes(acc["reference"], acc["int8"])
+                result.update(reference_top1=acc["reference"][0], reference_changes=ref)
+                meta["quantization"]["eval"]["reference"] = {"top1": round(acc["reference"][0], 5), "top1_changes": ref}
+                logger.info(f"reference: the int8 model's QDQ graph evaluated in float (onnxruntime, no graph "
+                            f"optimisation) top-1 {acc['reference'][0]:.5f}; onnxruntime's int8 kernels change the "
+                            f"top-1 class of {ref['changed']} images against it ({ref['gained']} now right, "
+                            f"{ref['lost']} now wrong)")
             with open(meta_path, "w", encoding="utf-8") as f:
                 yaml.safe_dump(meta, f, sort_keys=False, allow_unicode=True)
-            logger.info(f"eval list ({acc['fp32'][2]} images): fp32 top-5 {acc['fp32'][1]:.5f}, int8 top-5 {acc['int8'][1]:.5f}")
             drop = 100.0 * (acc["fp32"][0] - acc["int8"][0])
             result["drop_points"] = drop
             if max_drop is not None and drop > float(max_drop) + 1e-9:
