@@ -143,14 +143,10 @@ def _channels(model, name):
 def tensor_ranges(model_path, names, batches):
     """{tensor: max - min} over ``batches`` of the named intermediate tensors of a float32 model."""
     import onnx
-    import onnxruntime as ort
     model = onnx.load(model_path)
     known = {o.name for o in model.graph.output}
     model.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in known])
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = _session(model, optimize=False)
     inp = sess.get_inputs()[0].name
     lo, hi = {n: np.inf for n in names}, {n: -np.inf for n in names}
     for b in batches:
@@ -744,11 +740,15 @@ def float_nodes_model(qdq_model, prepared_model, names):
     return model
 
 
-def _session(model, threads=1):
+def _session(model, threads=1, optimize=True):
+    """An onnxruntime CPU session of the ModelProto ``model``; ``optimize=False``: no graph optimisation (each node
+    runs as written)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.intra_op_num_threads = int(threads or 1)
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
@@ -925,12 +925,8 @@ class QDQReference:
     of fusing them into int8 kernels (whose integer arithmetic rounds at other points)."""
 
     def __init__(self, onnx_path, threads=1):
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.intra_op_num_threads = int(threads or 1)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        self.sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        import onnx
+        self.sess = _session(onnx.load(onnx_path), threads, optimize=False)
         self.input_name = self.sess.get_inputs()[0].name
 
     def run(self, batch):
