@@ -98,7 +98,7 @@ def export_for_bench(name, image_size, class_num=1000, out_dir=None):
 def quantize_for_bench(model_dir, image_size, calib_images=8, threads=1):
     """``model_dir``'s export as an INT8 folder beside it, calibrated on random images."""
     import onnx
-    from .inference.quantize import choose_conv_kernels, fp32_onnx, head_nodes, prepare, quantize_onnx, write_int8_folder
+    from .inference.quantize import fp32_onnx, head_nodes, prepare, quantize_onnx, tune_conv_kernels, write_int8_folder
     work = model_dir.rstrip("/") + "_int8_work"
     fp32 = fp32_onnx(model_dir, os.path.join(work, "fp32"))
     rng = np.random.RandomState(0)
@@ -110,8 +110,8 @@ def quantize_for_bench(model_dir, image_size, calib_images=8, threads=1):
     # the classifier head stays float32 as tools/quantize.py leaves it by default
     int8 = quantize_onnx(prepared, os.path.join(work, "int8.onnx"), batches, calib_method="minmax",
                          fp32_nodes=head_nodes(onnx.load(prepared)))
-    qdq = onnx.load(int8)  # each Conv on the int8 kernel that is faster here, as tools/quantize.py chooses
-    if choose_conv_kernels(qdq, onnx.load(prepared), threads):
+    qdq = onnx.load(int8)  # each Conv on the int8 kernel and group count faster here, as tools/quantize.py chooses
+    if any(tune_conv_kernels(qdq, onnx.load(prepared), threads)):
         onnx.save(qdq, int8)
     out = write_int8_folder(int8, model_dir.rstrip("/") + "_int8", model_dir,
                             {"method": "onnxruntime QDQ, per-channel", "calibration": INT8_NOTE})

@@ -375,6 +375,111 @@ def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
     assert sym > 0 and general > 0
 
 
+def test_block_diagonal_weights_compute_the_grouped_conv():
+    """A Conv with 8 groups of 2 channels equals the Conv with 2 (or 1) groups whose weights are block_diagonal;
+    a count that does not divide the groups is refused."""
+    from ppcls.inference.quantize import block_diagonal
+    rng = np.random.RandomState(0)
+    w = rng.randn(24, 2, 3, 3)  # 8 groups: 3 output channels and 2 input channels each
+    x = rng.randn(16, 5, 5)
+
+    def conv(x, w, groups):  # valid 3x3 convolution, the definition
+        out_per, in_per = w.shape[0] // groups, w.shape[1]
+        y = np.zeros((w.shape[0], 3, 3))
+        for o in range(w.shape[0]):
+            g = o // out_per
+            for i in range(3):
+                for j in range(3):
+                    y[o, i, j] = np.sum(w[o] * x[g * in_per:(g + 1) * in_per, i:i + 3, j:j + 3])
+        return y
+
+    for new in (4, 2, 1):
+        wb = block_diagonal(w, 8, new)
+        assert wb.shape == (24, 16 // new, 3, 3)
+        assert np.allclose(conv(x, wb, new), conv(x, w, 8))
+    assert np.array_equal(block_diagonal(w, 8, 8), w)
+    with pytest.raises(ValueError, match="3 groups do not divide 8"):
+        block_diagonal(w, 8, 3)
+
+
+def test_regroup_convs_follows_the_timing_and_changes_no_output(tmp_path):
+    """A grouped int8 Conv (8 groups of 2 channels) timed faster with 2 groups gets block-diagonal weights and
+    group=2, and the int8 model's outputs do not change; a depthwise Conv and a dense one are not timed; a count
+    not faster by the margin is not taken; after regrouping to 1 group the kernel choice sees a dense Conv."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from ppcls.inference import quantize as q
+    rng = np.random.RandomState(1)
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("w1", rng.randn(16, 4, 1, 1)), ("wg", rng.randn(16, 2, 3, 3)), ("bg", rng.randn(16)),
+        ("wd", rng.randn(16, 1, 3, 3)), ("w2", rng.randn(4, 16, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="dense"),
+             helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "wg", "bg"], ["g"], pads=[1, 1, 1, 1], group=8, name="grouped"),
+             helper.make_node("Relu", ["g"], ["gr"]),
+             helper.make_node("Conv", ["gr", "wd"], ["d"], pads=[1, 1, 1, 1], group=16, name="dw"),
+             helper.make_node("Conv", ["d", "w2"], ["y"], name="out")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 9, 9])], inits)
+    fp32 = str(tmp_path / "fp32.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
+    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), pad=False)
+    calib = [rng.rand(1, 4, 9, 9).astype(np.float32) for _ in range(4)]
+    qdq_path = q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
+    timed = []
+
+    def timer(x, variants, bias, threads, speeds):
+        timed.append((x.shape, [(w.shape, attrs["group"], zp) for w, _, attrs, zp in variants]))
+        assert bias is not None and bias.dtype == np.int32
+        return [speeds[attrs["group"]] for _, _, attrs, _ in variants]
+
+    def groups(model):
+        return {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node if n.op_type == "Conv"}
+
+    model = onnx.load(qdq_path)
+    slow = {8: 1.0, 4: 0.95, 2: 0.92, 1: 0.99}  # no count within the margin (0.9 of the original's time)
+    assert q.regroup_convs(model, onnx.load(prepared), timer=lambda *a: timer(*a, slow)) == {}
+    assert groups(model)["grouped"] == 8
+    assert timed == [((1, 9, 9, 16), [((16, 2, 3, 3), 8, 0), ((16, 4, 3, 3), 4, 0), ((16, 8, 3, 3), 2, 0),
+                                      ((16, 16, 3, 3), 1, 0)])]  # NHWC input, every divisor, only the grouped Conv
+    fast = {8: 1.0, 4: 0.6, 2: 0.3, 1: 0.5}
+    assert q.regroup_convs(model, onnx.load(prepared), timer=lambda *a: timer(*a, fast)) == {"grouped": (8, 2)}
+    assert groups(model) == {"dense": 1, "grouped": 2, "dw": 16, "out": 1}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.name == "grouped")
+    w = weights[producer[conv.input[1]].input[0]]
+    assert w.shape == (16, 8, 3, 3) and w.dtype == np.int8
+    # output channel 4 is in old group 2, the third block of new group 0: it reads input channels 4 and 5 only
+    assert not w[0, 2:].any() and not w[4, :4].any() and not w[4, 6:].any() and w[4, 4:6].any()
+    assert len(weights) == len({i.name for i in model.graph.initializer})  # the replaced weights are dropped
+    changed = str(tmp_path / "regrouped.onnx")
+    onnx.save(model, changed)
+    x = {"x": rng.rand(1, 4, 9, 9).astype(np.float32)}
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        a = ort.InferenceSession(qdq_path, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        b = ort.InferenceSession(changed, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        assert np.array_equal(a, b)
+    # regrouped to one group, the Conv is dense and the kernel choice times it like any other
+    model = onnx.load(qdq_path)
+    assert q.regroup_convs(model, onnx.load(prepared), timer=lambda *a: timer(*a, {8: 1.0, 4: 0.6, 2: 0.3, 1: 0.1})) == {
+        "grouped": (8, 1)}
+    seen = []
+    q.choose_conv_kernels(model, onnx.load(prepared), timer=lambda x, w, *a: seen.append(w.shape) or (1.0, 1.0))
+    assert (16, 16, 3, 3) in seen
+    # the real timer: one positive time per variant
+    w8 = np.ones([16, 2, 3, 3], np.int8)
+    times = q.time_conv_variants(np.zeros([1, 9, 9, 16], np.uint8),
+                                 [(w8, np.full(16, 0.01, np.float32), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "group": 8}, 0),
+                                  (q.block_diagonal(w8, 8, 1), np.full(16, 0.01, np.float32),
+                                   {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "group": 1}, 0)],
+                                 None, rounds=1, seconds=0.001)
+    assert len(times) == 2 and min(times) > 0
+
+
 @pytest.mark.slow  # the quick tier quantizes through tools/quantize.py (above) and benchmarks in tests/test_perf.py
 def test_benchmark_int8_mode(tmp_path):
     r = run_tool("benchmark.py", "-a", "DLA46_c", "--batch-size", "1", "--image-size", "32", "--mode", "onnx,int8",

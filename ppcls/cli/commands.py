@@ -135,8 +135,9 @@ def _quantize_arguments(p):
                    help="keep channel counts as they are (default: regions between dense Convs get zero channels up to "
                         "the counts onnxruntime's int8 kernels run fastest at, exact in float32)")
     p.add_argument("--no-kernel-choice", action="store_true",
-                   help="keep every int8 Conv on onnxruntime's symmetric kernels (default: each dense Conv gets the "
-                        "kernel timed faster on this machine, e.g. AMX's; exact either way)")
+                   help="keep every int8 Conv on onnxruntime's symmetric kernels and its groups (default: each dense "
+                        "Conv gets the kernel timed faster on this machine, e.g. AMX's, and a grouped Conv the group "
+                        "count timed faster; exact either way)")
     p.add_argument("--reference-eval", action="store_true",
                    help="also evaluate the int8 model's QDQ graph as written (onnxruntime without graph optimisation: "
                         "Quantize / DequantizeLinear in float, no int8 kernels) and count the images the int8 kernels "

@@ -15,7 +15,9 @@ DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; and a
 Concat whose inputs' ranges differ by more than 4x split into a sum of Convs, one per input, so that
 no input is squeezed into the others' int8 scale; and channel counts onnxruntime's int8 kernels run slowly padded
 with zero channels (``pad_channels``). After quantizing, each dense Conv gets whichever of onnxruntime's two int8
-kernels is timed faster on its shape here (``choose_conv_kernels``; the weights' dequantized values do not change).
+kernels is timed faster on its shape here (``choose_conv_kernels``; the weights' dequantized values do not change),
+and a grouped Conv of few channels per group the group count timed fastest (``regroup_convs``: zero weights between
+the merged groups).
 
 The output folder holds ``inference.onnx`` (the INT8 model, its preprocessing and labels in its
 metadata_props), ``inference.yml`` (the export's pre/post-processing, ``precision: int8`` and how it was
@@ -564,32 +566,36 @@ def _conv_kernel_model(x, w, w_scale, bias, attrs, zero_point):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
 
 
-def time_conv_kernels(x, w, w_scale, bias, attrs, threads=1, rounds=5, seconds=0.02):
-    """(symmetric, general) seconds per run of one int8 Conv on ``x`` (uint8, NHWC): the best of ``rounds``
-    alternating rounds of about ``seconds`` each."""
+def time_conv_variants(x, variants, bias, threads=1, rounds=5, seconds=0.02):
+    """Seconds per run of each int8 Conv of ``variants`` [(w, w_scale, attrs, zero_point)] on ``x`` (uint8, NHWC):
+    the best of ``rounds`` alternating rounds of about ``seconds`` each."""
     import time
-    sessions = [_session(_conv_kernel_model(x, w, w_scale, bias, attrs, zp), threads) for zp in (0, -1)]
+    sessions = [_session(_conv_kernel_model(x, w, scale, bias, attrs, zp), threads) for w, scale, attrs, zp in variants]
     feed = {"x": x}
     for s in sessions:
         s.run(None, feed)
     t0 = time.perf_counter()
     sessions[0].run(None, feed)
     runs = max(1, int(seconds / max(time.perf_counter() - t0, 1e-6)))
-    best = [np.inf, np.inf]
+    best = [np.inf] * len(sessions)
     for _ in range(rounds):
         for k, s in enumerate(sessions):
             t0 = time.perf_counter()
             for _ in range(runs):
                 s.run(None, feed)
             best[k] = min(best[k], (time.perf_counter() - t0) / runs)
-    return tuple(best)
+    return best
 
 
-def choose_conv_kernels(qdq_model, prepared_model, threads=1, batch=1, timer=time_conv_kernels):
-    """For every dense int8 Conv of ``qdq_model`` (symmetric per-channel int8 weights) time onnxruntime's two
-    int8 kernels on its shape (``batch`` images) and store the weights with zero point -1, which selects the
-    general kernel, where that one takes at most ``KERNEL_MARGIN`` of the symmetric one's time. Exact: the
-    dequantized weights are the same. Returns the names of the Convs changed."""
+def time_conv_kernels(x, w, w_scale, bias, attrs, threads=1, rounds=5, seconds=0.02):
+    """(symmetric, general) seconds per run of one int8 Conv on ``x`` (uint8, NHWC)."""
+    return tuple(time_conv_variants(x, [(w, w_scale, attrs, 0), (w, w_scale, attrs, -1)], bias, threads, rounds, seconds))
+
+
+def _int8_convs(qdq_model, prepared_model):
+    """The Convs of ``qdq_model`` with symmetric per-channel int8 weights of their own (a DequantizeLinear of
+    initializers) and a known input shape: (node, weight DequantizeLinear, w, w_scale per output channel, int32 bias
+    or None, attributes, NCHW input shape)."""
     from onnx import helper, numpy_helper
     inits = {i.name: i for i in qdq_model.graph.initializer}
     producer = {o: n for n in qdq_model.graph.node for o in n.output}
@@ -597,20 +603,18 @@ def choose_conv_kernels(qdq_model, prepared_model, threads=1, batch=1, timer=tim
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
               for vi in list(prepared_model.graph.value_info) + list(prepared_model.graph.input)}
     prepared = {n.name: n for n in prepared_model.graph.node}
-    rng = np.random.RandomState(0)
-    changed = []
-    for node in qdq_model.graph.node:
+    for node in list(qdq_model.graph.node):
         if node.op_type != "Conv" or node.name not in prepared or len(node.input) < 2:
             continue
         wdq = producer.get(node.input[1])
         if wdq is None or wdq.op_type != "DequantizeLinear" or users[node.input[1]] != 1 or len(wdq.input) < 3:
             continue
-        if not all(i in inits for i in wdq.input) or producer.get(node.input[0]) is None:
+        if not all(i in inits for i in wdq.input) or users[wdq.input[0]] != 1 or producer.get(node.input[0]) is None:
             continue
         w = numpy_helper.to_array(inits[wdq.input[0]])
         zp = numpy_helper.to_array(inits[wdq.input[2]])
         shape = shapes.get(prepared[node.name].input[0])
-        if (w.dtype != np.int8 or w.ndim != 4 or np.any(zp != 0) or w.min() < -127 or _attr(node, "group", 1) != 1
+        if (w.dtype != np.int8 or w.ndim != 4 or np.any(zp != 0) or w.min() < -127
                 or not shape or len(shape) != 4 or not all(shape[1:])):
             continue
         bias = None
@@ -618,22 +622,97 @@ def choose_conv_kernels(qdq_model, prepared_model, threads=1, batch=1, timer=tim
             bias = numpy_helper.to_array(inits[producer[node.input[2]].input[0]]).astype(np.int32)
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         attrs.setdefault("kernel_shape", list(w.shape[2:]))
+        w_scale = np.broadcast_to(numpy_helper.to_array(inits[wdq.input[1]]), (w.shape[0],)).astype(np.float32)
+        yield node, wdq, w, w_scale, bias, attrs, shape
+
+
+def _drop_unused_initializers(model):
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+def choose_conv_kernels(qdq_model, prepared_model, threads=1, batch=1, timer=time_conv_kernels):
+    """For every dense int8 Conv of ``qdq_model`` (symmetric per-channel int8 weights) time onnxruntime's two
+    int8 kernels on its shape (``batch`` images) and store the weights with zero point -1, which selects the
+    general kernel, where that one takes at most ``KERNEL_MARGIN`` of the symmetric one's time. Exact: the
+    dequantized weights are the same. Returns the names of the Convs changed."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in qdq_model.graph.initializer}
+    rng = np.random.RandomState(0)
+    changed = []
+    for node, wdq, w, w_scale, bias, attrs, shape in _int8_convs(qdq_model, prepared_model):
+        if attrs.get("group", 1) != 1:
+            continue
         x = rng.randint(0, 256, [batch, shape[2], shape[3], shape[1]]).astype(np.uint8)
-        symmetric, general = timer(x, w, np.broadcast_to(numpy_helper.to_array(inits[wdq.input[1]]), (w.shape[0],)).copy(),
-                                   bias, attrs, threads)
+        symmetric, general = timer(x, w, w_scale.copy(), bias, attrs, threads)
         if general > KERNEL_MARGIN * symmetric:
             continue
+        zp = numpy_helper.to_array(inits[wdq.input[2]])
         for k, array in ((0, (w.astype(np.int16) - 1).astype(np.int8)), (2, np.full(zp.shape, -1, np.int8))):
             name = f"{wdq.input[k]}_general_kernel"
             qdq_model.graph.initializer.append(numpy_helper.from_array(array, name))
             wdq.input[k] = name
         changed.append(node.name)
     if changed:
-        used = {i for n in qdq_model.graph.node for i in n.input}
-        keep = [i for i in qdq_model.graph.initializer if i.name in used]
-        del qdq_model.graph.initializer[:]
-        qdq_model.graph.initializer.extend(keep)
+        _drop_unused_initializers(qdq_model)
     return changed
+
+
+def block_diagonal(w, groups, new_groups):
+    """The weights ``w`` (O, C / groups, kh, kw) of a Conv with ``groups`` groups as the weights of the same Conv
+    with ``new_groups`` (a divisor of ``groups``): each new group holds the blocks of the old groups it covers on
+    its diagonal and zeros elsewhere, so every output channel still reads only its own old group's inputs."""
+    if groups % new_groups:
+        raise ValueError(f"{new_groups} groups do not divide {groups}")
+    per = groups // new_groups  # old groups in each new group
+    out_ch, in_per_group = w.shape[:2]
+    blocks = w.reshape(new_groups, per, out_ch // groups, in_per_group, *w.shape[2:])
+    out = np.zeros((new_groups, per, out_ch // groups, per * in_per_group) + tuple(w.shape[2:]), w.dtype)
+    for j in range(per):
+        out[:, j, :, j * in_per_group:(j + 1) * in_per_group] = blocks[:, j]
+    return out.reshape(out_ch, per * in_per_group, *w.shape[2:])
+
+
+def regroup_convs(qdq_model, prepared_model, threads=1, batch=1, timer=time_conv_variants):
+    """For every grouped int8 Conv of ``qdq_model`` that is not depthwise (1 < group < input channels) time it on
+    its shape (``batch`` images) with its groups and with each divisor of them (``block_diagonal`` weights), and
+    keep the fastest count where it takes at most ``KERNEL_MARGIN`` of the original's time. onnxruntime's int8
+    kernels run a group of few channels (ResNeXt-style cardinality 32 on narrow layers: 2 to 8 channels) as a
+    GEMM too small for its dot products, several times slower than the float32 Conv; merged groups do more
+    multiply-adds (the zeros) at full speed. Exact: the added weights are zeros. Returns {name: (old, new)}."""
+    from onnx import helper, numpy_helper
+    rng = np.random.RandomState(0)
+    changed = {}
+    for node, wdq, w, w_scale, bias, attrs, shape in _int8_convs(qdq_model, prepared_model):
+        groups = int(attrs.get("group", 1))
+        if groups <= 1 or groups >= shape[1]:
+            continue
+        counts = [groups] + [d for d in range(groups - 1, 0, -1) if groups % d == 0]
+        x = rng.randint(0, 256, [batch, shape[2], shape[3], shape[1]]).astype(np.uint8)
+        times = timer(x, [(block_diagonal(w, groups, d) if d != groups else w, w_scale, dict(attrs, group=d), 0)
+                          for d in counts], bias, threads)
+        best = int(np.argmin(times))
+        if counts[best] == groups or times[best] > KERNEL_MARGIN * times[0]:
+            continue
+        name = f"{wdq.input[0]}_groups{counts[best]}"
+        qdq_model.graph.initializer.append(numpy_helper.from_array(block_diagonal(w, groups, counts[best]), name))
+        wdq.input[0] = name
+        for a in node.attribute:
+            if a.name == "group":
+                a.CopyFrom(helper.make_attribute("group", counts[best]))
+        changed[node.name] = (groups, counts[best])
+    if changed:
+        _drop_unused_initializers(qdq_model)
+    return changed
+
+
+def tune_conv_kernels(qdq_model, prepared_model, threads=1):
+    """``regroup_convs``, then ``choose_conv_kernels`` (a Conv regrouped to one group is dense and has its kernel
+    chosen too), on ``qdq_model`` in place: ({name: (old groups, new)}, [names on the general kernel])."""
+    regrouped = regroup_convs(qdq_model, prepared_model, threads)
+    return regrouped, choose_conv_kernels(qdq_model, prepared_model, threads)
 
 
 # ops between the classifier's last layer and the output that pass one tensor on (their other inputs, if any,
@@ -1056,13 +1135,16 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
             if kept:
                 int8_path = quantize_onnx(prepared, os.path.join(work, "int8_kept.onnx"), batches, calib_method,
                                           fp32_op_types, int8_op_types=int8_op_types, fp32_nodes=head + kept)
-        general = []
+        regrouped, general = {}, []
         if kernel_choice:
             qdq = onnx.load(int8_path)
-            general = choose_conv_kernels(qdq, onnx.load(prepared), threads)
-            if general:
+            regrouped, general = tune_conv_kernels(qdq, onnx.load(prepared), threads)
+            if regrouped or general:
                 int8_path = os.path.join(work, "int8_kernels.onnx")
                 onnx.save(qdq, int8_path)
+            if regrouped:
+                logger.info(f"{len(regrouped)} grouped Conv(s) run with fewer groups (zero weights between the old "
+                            "groups, timed faster here): " + ", ".join(f"{n} {a} -> {b}" for n, (a, b) in regrouped.items()))
             logger.info(f"{len(general)} Conv(s) run onnxruntime's general int8 kernel (QGEMM; AMX where the CPU has it), "
                         "timed faster here than its symmetric Conv kernel on the layer's shape")
         report = op_report(int8_path, threads)
@@ -1070,7 +1152,8 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
                 "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method,
                                 "select": calib_select, "seed": int(calib_seed), "trials": trials},
                 "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"],
-                "pad_channels": rewrites["pad_channels"], "general_kernel_convs": len(general), "fp32_op_types": list(fp32_op_types),
+                "pad_channels": rewrites["pad_channels"], "general_kernel_convs": len(general),
+                "regrouped_convs": {n: list(g) for n, g in regrouped.items()}, "fp32_op_types": list(fp32_op_types),
                 "int8_op_types": list(int8_op_types) if int8_op_types else "all", "fp32_layers": list(kept),
                 "fp32_head": list(head),
                 "int8_ops": dict(report["int8"]), "float32_ops": dict(report["float32"])}
