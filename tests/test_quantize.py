@@ -89,9 +89,47 @@ def test_quantize_flags_reach_the_quantizer(monkeypatch, tmp_path):
     monkeypatch.setattr(q, "quantize", fake)
     cfg = os.path.join(ROOT, "configs", "quick_start", "DLA46_c_digits.yaml")
     common = ["quantize", "-c", cfg, "--model-dir", str(tmp_path), "--out", str(tmp_path / "o")]
-    assert main(common) == 0 and main(common + ["--no-pad-channels", "--no-kernel-choice", "--reference-eval"]) == 0
-    assert (seen[0]["pad"], seen[0]["kernel_choice"], seen[0]["reference_eval"]) == (True, True, False)
-    assert (seen[1]["pad"], seen[1]["kernel_choice"], seen[1]["reference_eval"]) == (False, False, True)
+    assert main(common) == 0 and main(common + ["--no-pad-channels", "--no-kernel-choice", "--reference-eval",
+                                                "--keep-avgpool"]) == 0
+    assert (seen[0]["pad"], seen[0]["kernel_choice"], seen[0]["reference_eval"], seen[0]["pool_as_conv"]) == (
+        True, True, False, True)
+    assert (seen[1]["pad"], seen[1]["kernel_choice"], seen[1]["reference_eval"], seen[1]["pool_as_conv"]) == (
+        False, False, True, False)
+
+
+def test_avgpool_to_conv_is_exact_and_leaves_the_uneven_windows(tmp_path):
+    """AveragePools whose windows all average kernel_shape values (no padding; padding counted) become depthwise
+    Convs with weights 1 / (kh * kw) and the same outputs; a padded pool that does not count the padding
+    (border windows average fewer values) and a ceil-mode pool stay; prepare() does it unless told not to."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from ppcls.inference import quantize as q
+    nodes = [helper.make_node("AveragePool", ["x"], ["a"], kernel_shape=[2, 2], strides=[2, 2], name="plain"),
+             helper.make_node("AveragePool", ["a"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1,
+                              name="counted"),
+             helper.make_node("AveragePool", ["b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="uneven"),
+             helper.make_node("AveragePool", ["c"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1, name="ceil")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 6, 3, 3])])
+    fp32 = str(tmp_path / "fp32.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
+    x = {"x": np.random.RandomState(0).randn(2, 6, 12, 12).astype(np.float32)}
+    want = ort.InferenceSession(fp32, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    for pool_as_conv, convs in ((True, ["counted", "plain"]), (False, [])):
+        prepared, rewrites = q.prepare(fp32, str(tmp_path / f"p{pool_as_conv}.onnx"), pad=False, pool_as_conv=pool_as_conv)
+        model = onnx.load(prepared)
+        assert rewrites["avgpool_as_conv"] == len(convs)
+        assert sorted(n.name for n in model.graph.node if n.op_type == "Conv") == convs
+        weights = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        for n in model.graph.node:
+            if n.op_type == "Conv":
+                w = weights[n.input[1]]
+                k = 4 if n.name == "plain" else 9
+                assert w.shape == ((6, 1, 2, 2) if k == 4 else (6, 1, 3, 3)) and np.all(w == np.float32(1.0 / k))
+                assert next(a.i for a in n.attribute if a.name == "group") == 6
+        got = ort.InferenceSession(prepared, providers=["CPUExecutionProvider"]).run(None, x)[0]
+        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
 
 
 def test_top1_changes_and_the_qdq_reference(tmp_path):

@@ -11,7 +11,8 @@ saturate); the classifier head (``head_nodes``) stays float32. Graph preparation
 onnxruntime's own basic optimisations (BatchNorm folded into the Conv before it); every BatchNorm that
 could not be folded (pre-activation units, the RLA hidden state) rewritten as the equivalent 1x1
 depthwise Conv, so that it becomes an int8 QLinearConv too instead of float32 work between a
-DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; and a Conv of a channel
+DequantizeLinear and a QuantizeLinear with NCHW/NHWC transposes around it; every AveragePool whose windows all
+average the same number of values rewritten as the equivalent depthwise Conv (``avgpool_to_conv``); and a Conv of a channel
 Concat whose inputs' ranges differ by more than 4x split into a sum of Convs, one per input, so that
 no input is squeezed into the others' int8 scale; and channel counts onnxruntime's int8 kernels run slowly padded
 with zero channels (``pad_channels``). After quantizing, each dense Conv gets whichever of onnxruntime's two int8
@@ -131,6 +132,39 @@ def batchnorm_to_conv(model):
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+    return done
+
+
+def avgpool_to_conv(model):
+    """Rewrite every 2-D AveragePool whose every window averages kernel_shape values (no padding, or padding
+    counted with count_include_pad; floor mode) as the identical depthwise Conv with weights 1 / (kh * kw).
+    onnxruntime runs an int8 AveragePool (QLinearAveragePool) channels-first between two transposes, in the RLA
+    nets' hidden-state downsampling 16x slower than the float32 pool; as a depthwise Conv it is an int8
+    QLinearConv like its neighbours. Returns the number rewritten."""
+    from onnx import helper, numpy_helper
+    done = 0
+    for node in model.graph.node:
+        if node.op_type != "AveragePool" or len(node.output) != 1:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        kernel = list(attrs.get("kernel_shape", []))
+        pads = list(attrs.get("pads", [0] * 2 * len(kernel)))
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        channels = _channels(model, node.input[0])
+        if (len(kernel) != 2 or attrs.get("ceil_mode", 0) or auto_pad not in ("NOTSET", "VALID") or not channels
+                or any(d != 1 for d in attrs.get("dilations", [1, 1])) or (any(pads) and not attrs.get("count_include_pad", 0))):
+            continue
+        name = f"{node.output[0]}_avgpool_as_conv_w"
+        model.graph.initializer.append(numpy_helper.from_array(
+            np.full((channels, 1, kernel[0], kernel[1]), 1.0 / (kernel[0] * kernel[1]), np.float32), name))
+        node.op_type = "Conv"
+        node.input.append(name)
+        del node.attribute[:]
+        node.attribute.extend([helper.make_attribute("group", channels), helper.make_attribute("kernel_shape", kernel),
+                               helper.make_attribute("strides", list(attrs.get("strides", [1, 1]))),
+                               helper.make_attribute("pads", pads if auto_pad == "NOTSET" else [0, 0, 0, 0])])
+        done += 1
     return done
 
 
@@ -459,16 +493,18 @@ def pad_channels(model, dense_multiple=DENSE_CHANNEL_MULTIPLE, depthwise_multipl
     return len(plans)
 
 
-def prepare(fp32_path, out_path, bn_as_conv=True, calib_batches=None, split_ratio=4.0, pad=True):
+def prepare(fp32_path, out_path, bn_as_conv=True, calib_batches=None, split_ratio=4.0, pad=True, pool_as_conv=True):
     """onnxruntime's quantization pre-processing (shape inference, basic graph optimisation: BN folded
-    into the preceding Conv), then ``batchnorm_to_conv``, given calibration batches ``split_concat_conv``
-    where the concatenated inputs' ranges differ by more than ``split_ratio``, and with ``pad``
-    ``pad_channels``. Returns (path, {"bn_as_conv": n, "split_concat_conv": n, "pad_channels": n})."""
+    into the preceding Conv), then ``batchnorm_to_conv``, with ``pool_as_conv`` ``avgpool_to_conv``, given
+    calibration batches ``split_concat_conv`` where the concatenated inputs' ranges differ by more than
+    ``split_ratio``, and with ``pad`` ``pad_channels``. Returns (path, {"bn_as_conv": n, "avgpool_as_conv": n,
+    "split_concat_conv": n, "pad_channels": n})."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
     quant_pre_process(fp32_path, out_path, skip_symbolic_shape=True)
     model = onnx.load(out_path)
     n_bn = batchnorm_to_conv(model) if bn_as_conv else 0
+    n_pool = avgpool_to_conv(model) if pool_as_conv else 0
     model = onnx.shape_inference.infer_shapes(model)
     n_split = 0
     if calib_batches and split_ratio:
@@ -481,7 +517,7 @@ def prepare(fp32_path, out_path, bn_as_conv=True, calib_batches=None, split_rati
     if n_pad:
         model = onnx.shape_inference.infer_shapes(model)
     onnx.save(model, out_path)
-    return out_path, {"bn_as_conv": n_bn, "split_concat_conv": n_split, "pad_channels": n_pad}
+    return out_path, {"bn_as_conv": n_bn, "avgpool_as_conv": n_pool, "split_concat_conv": n_split, "pad_channels": n_pad}
 
 
 class BatchReader:
@@ -1043,7 +1079,7 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
              bn_as_conv=True, calib_batch=8, evaluate_models=True, speed_batches=(1, 8), split_concat=True,
              split_ratio=4.0, int8_op_types=None, calib_select="random", seed=0, sensitivity_sweep=False,
              max_drop=None, max_fp32_layers=8, holdout_images=1000, calib_trials=1, int8_head=False, pad=True,
-             kernel_choice=True, reference_eval=False):
+             kernel_choice=True, reference_eval=False, pool_as_conv=True):
     """Quantize the export in ``model_dir`` into ``out_dir`` (see the module docstring). Returns a dict
     with the op report, the speeds and (with ``evaluate_models``) fp32 / int8 top-1 and top-5.
 
@@ -1093,11 +1129,12 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
             batches, _, calib_idx = calibration_batches(config, calib_images, calib_batch, indices=idx)
             n_calib = sum(len(b) for b in batches)
             prepared, rewrites = prepare(fp32_path, os.path.join(work, f"prepared{t}.onnx"), bn_as_conv, batches,
-                                         split_ratio if split_concat else 0, pad)
+                                         split_ratio if split_concat else 0, pad, pool_as_conv)
             n_bn = rewrites["bn_as_conv"]
             logger.info(f"calibrating on {n_calib} images of the train list ({calib_select}, seed {seed + t}, eval "
                         f"transforms, {calib_method}); {n_bn} BatchNorm(s) not foldable into a Conv rewritten as 1x1 "
-                        f"depthwise Conv, {rewrites['split_concat_conv']} Conv(Concat) split into a sum of Convs "
+                        f"depthwise Conv, {rewrites['avgpool_as_conv']} AveragePool(s) as depthwise Conv, "
+                        f"{rewrites['split_concat_conv']} Conv(Concat) split into a sum of Convs "
                         f"(inputs' ranges differing by more than {split_ratio:g}x), {rewrites['pad_channels']} channel region(s) "
                         "padded with zero channels to the int8 kernels' multiples")
             head = [] if int8_head else head_nodes(onnx.load(prepared))
@@ -1151,7 +1188,7 @@ def quantize(config, model_dir, out_dir, calib_images=64, calib_method="percenti
         info = {"method": "onnxruntime static quantization, QDQ, uint8 activations, int8 per-channel weights",
                 "calibration": {"images": n_calib, "list": "train", "transforms": "eval", "method": calib_method,
                                 "select": calib_select, "seed": int(calib_seed), "trials": trials},
-                "bn_as_conv": n_bn, "split_concat_conv": rewrites["split_concat_conv"],
+                "bn_as_conv": n_bn, "avgpool_as_conv": rewrites["avgpool_as_conv"], "split_concat_conv": rewrites["split_concat_conv"],
                 "pad_channels": rewrites["pad_channels"], "general_kernel_convs": len(general),
                 "regrouped_convs": {n: list(g) for n, g in regrouped.items()}, "fp32_op_types": list(fp32_op_types),
                 "int8_op_types": list(int8_op_types) if int8_op_types else "all", "fp32_layers": list(kept),
