@@ -362,6 +362,21 @@ def test_pad_channels_is_exact_and_aligns_the_int8_kernels(tmp_path):
     assert pad_channels(model, dense_multiple=1, depthwise_multiple=1) == 0
 
 
+def _quantized_graph(tmp_path, nodes, inits, shape, rng):
+    """The graph x -> nodes -> y (x and y of ``shape``) saved, prepared without padding and quantized with min/max
+    ranges of 4 random images: (prepared path, QDQ path)."""
+    import onnx
+    from onnx import TensorProto, helper
+    from ppcls.inference import quantize as q
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], inits)
+    fp32 = str(tmp_path / "fp32.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
+    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), pad=False)
+    calib = [rng.rand(*shape).astype(np.float32) for _ in range(4)]
+    return prepared, q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
+
+
 def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
     """A dense int8 Conv timed faster on onnxruntime's general kernel gets its weights stored as w - 1 with zero
     point -1 (same dequantized weights, same outputs); one not timed faster, and a depthwise Conv, stay symmetric."""
@@ -377,13 +392,7 @@ def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
              helper.make_node("Relu", ["a"], ["r"]),
              helper.make_node("Conv", ["r", "wd"], ["d"], pads=[1, 1, 1, 1], group=16, name="dw"),
              helper.make_node("Conv", ["d", "w2", "b2"], ["y"], name="small")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 10, 10])], inits)
-    fp32 = str(tmp_path / "fp32.onnx")
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
-    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), pad=False)
-    calib = [rng.rand(1, 8, 10, 10).astype(np.float32) for _ in range(4)]
-    qdq_path = q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
+    prepared, qdq_path = _quantized_graph(tmp_path, nodes, inits, [1, 8, 10, 10], rng)
     timed = []
 
     def timer(x, w, w_scale, bias, attrs, threads):
@@ -458,13 +467,7 @@ def test_regroup_convs_follows_the_timing_and_changes_no_output(tmp_path):
              helper.make_node("Relu", ["g"], ["gr"]),
              helper.make_node("Conv", ["gr", "wd"], ["d"], pads=[1, 1, 1, 1], group=16, name="dw"),
              helper.make_node("Conv", ["d", "w2"], ["y"], name="out")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 9, 9])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 9, 9])], inits)
-    fp32 = str(tmp_path / "fp32.onnx")
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), fp32)
-    prepared, _ = q.prepare(fp32, str(tmp_path / "prepared.onnx"), pad=False)
-    calib = [rng.rand(1, 4, 9, 9).astype(np.float32) for _ in range(4)]
-    qdq_path = q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
+    prepared, qdq_path = _quantized_graph(tmp_path, nodes, inits, [1, 4, 9, 9], rng)
     timed = []
 
     def timer(x, variants, bias, threads, speeds):

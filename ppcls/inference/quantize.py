@@ -128,10 +128,7 @@ def batchnorm_to_conv(model):
         del node.attribute[:]
         node.attribute.extend([helper.make_attribute("group", int(s.size)), helper.make_attribute("kernel_shape", [1, 1])])
         done += 1
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    _drop_unused_initializers(model)
     return done
 
 
