@@ -377,12 +377,27 @@ def _quantized_graph(tmp_path, nodes, inits, shape, rng):
     return prepared, q.quantize_onnx(prepared, str(tmp_path / "int8.onnx"), calib, "minmax")
 
 
+def _outputs_before_after(tmp_path, qdq_path, changed_model, x):
+    """(output of ``qdq_path``, output of ``changed_model``) on ``x`` in onnxruntime, with graph optimisation off (the
+    QDQ graph as written) and on (the int8 kernels)."""
+    import onnx
+    import onnxruntime as ort
+    changed = str(tmp_path / "changed.onnx")
+    onnx.save(changed_model, changed)
+    pairs = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        pairs.append(tuple(ort.InferenceSession(p, so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+                           for p in (qdq_path, changed)))
+    return pairs
+
+
 def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
     """A dense int8 Conv timed faster on onnxruntime's general kernel gets its weights stored as w - 1 with zero
     point -1 (same dequantized weights, same outputs); one not timed faster, and a depthwise Conv, stay symmetric."""
     onnx = pytest.importorskip("onnx")
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     from ppcls.inference import quantize as q
     rng = np.random.RandomState(0)
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
@@ -406,14 +421,7 @@ def test_conv_kernel_choice_follows_the_timing_and_changes_no_output(tmp_path):
     producer = {o: n for n in model.graph.node for o in n.output}
     zero_points = {n.name: inits[producer[n.input[1]].input[2]] for n in model.graph.node if n.op_type == "Conv"}
     assert (zero_points["big"] == -1).all() and (zero_points["small"] == 0).all() and (zero_points["dw"] == 0).all()
-    changed = str(tmp_path / "changed.onnx")
-    onnx.save(model, changed)
-    x = {"x": rng.rand(1, 8, 10, 10).astype(np.float32)}
-    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = level
-        a = ort.InferenceSession(qdq_path, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
-        b = ort.InferenceSession(changed, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    for a, b in _outputs_before_after(tmp_path, qdq_path, model, rng.rand(1, 8, 10, 10).astype(np.float32)):
         assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
     # the real timer: two positive times for the layer's two kernels
     sym, general = q.time_conv_kernels(np.zeros([1, 10, 10, 8], np.uint8), np.ones([16, 8, 3, 3], np.int8),
@@ -454,8 +462,7 @@ def test_regroup_convs_follows_the_timing_and_changes_no_output(tmp_path):
     group=2, and the int8 model's outputs do not change; a depthwise Conv and a dense one are not timed; a count
     not faster by the margin is not taken; after regrouping to 1 group the kernel choice sees a dense Conv."""
     onnx = pytest.importorskip("onnx")
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
     from ppcls.inference import quantize as q
     rng = np.random.RandomState(1)
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
@@ -495,14 +502,7 @@ def test_regroup_convs_follows_the_timing_and_changes_no_output(tmp_path):
     # output channel 4 is in old group 2, the third block of new group 0: it reads input channels 4 and 5 only
     assert not w[0, 2:].any() and not w[4, :4].any() and not w[4, 6:].any() and w[4, 4:6].any()
     assert len(weights) == len({i.name for i in model.graph.initializer})  # the replaced weights are dropped
-    changed = str(tmp_path / "regrouped.onnx")
-    onnx.save(model, changed)
-    x = {"x": rng.rand(1, 4, 9, 9).astype(np.float32)}
-    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = level
-        a = ort.InferenceSession(qdq_path, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
-        b = ort.InferenceSession(changed, so, providers=["CPUExecutionProvider"]).run(None, x)[0]
+    for a, b in _outputs_before_after(tmp_path, qdq_path, model, rng.rand(1, 4, 9, 9).astype(np.float32)):
         assert np.array_equal(a, b)
     # regrouped to one group, the Conv is dense and the kernel choice times it like any other
     model = onnx.load(qdq_path)
